@@ -1,0 +1,39 @@
+# Quick start:  make run   (demo end to end)      make test   (the test suite)
+# Each creates .venv on first use; a second call reuses it unless pyproject.toml changed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KEDRO_DISABLE_TELEMETRY := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test venv browser viz pictures benchmarks clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch and torchvision first, from the releases that lie on this machine's disk
+	$(BIN)/pip install --quiet "torch>=2.4,<=2.14.1" "torchvision>=0.19,<=0.29.1"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# The whole demo: generate the phantom dataset, train the demo encoder, run every analysis.
+run: $(STAMP)
+	$(BIN)/kedro run --pipelines demo
+
+# Debian's chromium for the kedro-viz browser test (Playwright cannot download its own here).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+viz: $(STAMP)
+	$(BIN)/kedro viz run
+
+clean-venv:
+	rm -rf $(VENV)

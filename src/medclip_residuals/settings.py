@@ -1,0 +1,13 @@
+"""Project settings (https://docs.kedro.org/en/stable/kedro_project_setup/settings.html)."""
+
+from kedro.config import OmegaConfigLoader
+
+from medclip_residuals.hooks import MissingInputsHook, ProgressLoggingHook
+
+HOOKS = (MissingInputsHook(), ProgressLoggingHook())
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+}
