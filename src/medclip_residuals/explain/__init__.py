@@ -1,0 +1,1 @@
+"""Heatmap scoring and interpretation."""

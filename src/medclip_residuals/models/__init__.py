@@ -1,0 +1,1 @@
+"""The model layer: MedCLIP loading for every profile, device handling, heads, HeatMapModel."""

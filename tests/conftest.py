@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny datasets in the layout of docs/DATA_CONTRACT.md, written to tmp_path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+TINY_LABELS = ("Pneumonia", "Pleural Effusion")
+_LABEL_CYCLE = ("1", "0", "-1", "")
+
+
+def write_grey_png(path: Path, pixels: np.ndarray) -> Path:
+    """Write a uint8 or uint16 (H, W) array as a grey PNG, making folders as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(path)
+    return path
+
+
+@pytest.fixture
+def tiny_data_root(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: `make(n_images=4, shape=(24, 32), localizations=True, name="dataset")` -> data_root.
+
+    Writes 8-bit grey PNGs under images/, a manifest.csv (image_id img000.., relative
+    image_path, patient_id two images per patient, report, view PA, labels Pneumonia and
+    Pleural Effusion cycling 1, 0, -1, empty) and, when asked, a localizations.csv with a
+    mask for img000 (rows 4-11, columns 6-13 of the image) and a box x=2, y=3, w=5, h=4 on img001.
+    Every value is deterministic, so tests can check exact answers.
+    """
+
+    def make(
+        n_images: int = 4,
+        shape: tuple[int, int] = (24, 32),
+        localizations: bool = True,
+        name: str = "dataset",
+    ) -> Path:
+        root = tmp_path / name
+        rows = []
+        for index in range(n_images):
+            rng = np.random.default_rng(index)
+            pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            write_grey_png(root / "images" / f"img{index:03d}.png", pixels)
+            rows.append({
+                "image_id": f"img{index:03d}",
+                "image_path": f"images/img{index:03d}.png",
+                "patient_id": f"p{index // 2}",
+                "report": f"study {index}",
+                "view": "PA",
+                **{label: _LABEL_CYCLE[(index + k) % 4] for k, label in enumerate(TINY_LABELS)},
+            })
+        pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+        if localizations and n_images >= 2:
+            mask = np.zeros(shape, dtype=np.uint8)
+            mask[4:12, 6:14] = 255
+            write_grey_png(root / "masks" / "img000_pneumonia.png", mask)
+            pd.DataFrame([
+                {"image_id": "img000", "finding": "Pneumonia", "mask_path": "masks/img000_pneumonia.png",
+                 "x": "", "y": "", "w": "", "h": "", "side": "left", "zone": "lower"},
+                {"image_id": "img001", "finding": "Pleural Effusion", "mask_path": "",
+                 "x": "2", "y": "3", "w": "5", "h": "4", "side": "", "zone": ""},
+            ]).to_csv(root / "localizations.csv", index=False)
+        return root
+
+    return make
