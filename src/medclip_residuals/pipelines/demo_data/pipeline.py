@@ -1,0 +1,25 @@
+"""Generate the demo dataset (manifest, localizations, images, masks) and a grid to judge it."""
+
+from kedro.pipeline import Pipeline, node
+
+from medclip_residuals.pipelines.demo_data.nodes import generate_demo_data, plot_demo_image_grid
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """The `demo_data` pipeline; run it with `kedro run --pipelines demo_data`."""
+    return Pipeline(
+        [
+            node(
+                generate_demo_data,
+                inputs="params:demo_data",
+                outputs=["manifest", "localizations", "demo_images", "demo_masks", "demo_marker"],
+                name="generate_demo_data",
+            ),
+            node(
+                plot_demo_image_grid,
+                inputs=["manifest", "localizations", "demo_images", "demo_masks", "params:demo_data"],
+                outputs="demo_image_grid",
+                name="plot_demo_image_grid",
+            ),
+        ]
+    )
