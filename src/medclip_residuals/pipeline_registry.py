@@ -1,11 +1,13 @@
 """Project pipelines."""
 
+from importlib import import_module
+
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Pipelines that a user with their own data and MedCLIP weights runs by default.
 # `demo_data` (writes a phantom dataset) and `encoder_training` (fine-tunes the encoder)
-# only run when asked for, or through the `demo` pipeline that `make run` uses.
+# only run when asked for, or through the `demo` selection.
 ANALYSIS_PIPELINES = (
     "data_validation",
     "embedding",
@@ -24,10 +26,11 @@ def register_pipelines() -> dict[str, Pipeline]:
     `demo` runs everything, from generating the phantom dataset to the heatmaps.
     """
     pipelines = find_pipelines()
-    pipelines["__default__"] = sum(
-        (pipelines[name] for name in ANALYSIS_PIPELINES if name in pipelines), Pipeline([])
-    )
-    pipelines["demo"] = sum(
-        (pipelines[name] for name in DEMO_ORDER if name in pipelines), Pipeline([])
-    )
+    # Kedro 1.7's find_pipelines loads only the names given to `--pipelines`; the two
+    # selections below are made of the others, so those are always built here.
+    for name in DEMO_ORDER:
+        if name not in pipelines:
+            pipelines[name] = import_module(f"medclip_residuals.pipelines.{name}").create_pipeline()
+    pipelines["__default__"] = sum((pipelines[name] for name in ANALYSIS_PIPELINES), Pipeline([]))
+    pipelines["demo"] = sum((pipelines[name] for name in DEMO_ORDER), Pipeline([]))
     return pipelines

@@ -10,4 +10,7 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment (conf/local, conf/medclip_vit, ...) overrides single parameters inside a
+    # pipeline's dict instead of replacing the whole dict; catalog entries are replaced whole.
+    "merge_strategy": {"parameters": "soft"},
 }

@@ -10,6 +10,7 @@ from typing import Any
 import fsspec
 import pandas as pd
 from kedro.io.core import AbstractDataset, DatasetError, get_filepath_str, get_protocol_and_path
+from kedro_datasets._typing import TablePreview
 
 from medclip_residuals.data.contract import empty_localizations
 
@@ -85,6 +86,6 @@ class OptionalCSVDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
             "save_args": self._save_args,
         }
 
-    def preview(self, nrows: int = 5) -> dict:
-        """The first rows in pandas' split format, for kedro-viz."""
-        return self.load().head(nrows).to_dict(orient="split")
+    def preview(self, nrows: int = 5) -> TablePreview:
+        """The first rows in pandas' split format, for kedro-viz's table preview."""
+        return TablePreview(self.load().head(nrows).to_dict(orient="split"))

@@ -1,0 +1,70 @@
+"""The whole demo, tiny: every pipeline runs from nothing and writes its outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from .conftest import kedro
+
+pytestmark = pytest.mark.slow
+
+
+def latest(project: Path, relative: str) -> Path:
+    """The newest version of a versioned dataset (`<filepath>/<timestamp>/<file>`)."""
+    folder = project / relative
+    versions = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert versions, f"no version written under {folder}"
+    return versions[-1] / folder.name
+
+
+def test_demo_run_writes_every_layer(demo_run):
+    project, result = demo_run
+    manifest = pd.read_csv(project / "data/01_raw/demo_cxr/manifest.csv", dtype=str, keep_default_na=False)
+    assert len(manifest) == 72
+    embeddings = pd.read_parquet(latest(project, "data/04_feature/image_embeddings.parquet"))
+    assert len(embeddings) == 72 and embeddings.shape[1] == 513
+    metrics = json.loads(latest(project, "data/08_reporting/encoder_training_metrics.json").read_text())
+    assert metrics, "encoder training wrote empty metrics"
+    for relative in (
+        "data/03_primary/phenotype_table.parquet",
+        "data/05_model_input/residuals_1.parquet",
+        "data/05_model_input/residuals_2.parquet",
+        "data/08_reporting/residual_1_roc.png",
+        "data/08_reporting/residual_2_accuracy.png",
+        "data/08_reporting/caption_heatmap_grid.png",
+        "data/08_reporting/explainability_metrics.json",
+    ):
+        assert latest(project, relative).stat().st_size > 0, relative
+
+
+def test_second_run_keeps_the_first_runs_outputs(demo_run):
+    project, _ = demo_run
+    before = sorted((project / "data/04_feature/image_embeddings.parquet").iterdir())
+    kedro(project, "run", "--pipelines", "embedding", "--env", "tiny")
+    after = sorted((project / "data/04_feature/image_embeddings.parquet").iterdir())
+    assert len(after) == len(before) + 1 and set(before) <= set(after)
+
+
+def test_pipeline_started_before_its_inputs_exist_names_the_pipeline(tmp_path, tiny_project):
+    import shutil
+    import subprocess
+    import sys
+
+    from .conftest import kedro_env
+
+    project = tmp_path / "fresh"
+    shutil.copytree(tiny_project, project, ignore=shutil.ignore_patterns("data"))
+    for layer in ("01_raw", "02_intermediate", "04_feature", "06_models", "08_reporting"):
+        (project / "data" / layer).mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "embedding", "--env", "tiny"],
+        cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "image_manifest" in output and "--pipelines data_validation" in output
+    assert "medclip_encoder" in output and "--pipelines encoder_training" in output
