@@ -57,7 +57,8 @@ def test_pipeline_started_before_its_inputs_exist_names_the_pipeline(tmp_path, t
     from .conftest import kedro_env
 
     project = tmp_path / "fresh"
-    shutil.copytree(tiny_project, project, ignore=shutil.ignore_patterns("data"))
+    # everything but the top-level data/ (src/medclip_residuals/data is code)
+    shutil.copytree(tiny_project, project, ignore=lambda folder, names: ["data"] if Path(folder) == tiny_project else [])
     for layer in ("01_raw", "02_intermediate", "04_feature", "06_models", "08_reporting"):
         (project / "data" / layer).mkdir(parents=True)
     result = subprocess.run(

@@ -1,0 +1,226 @@
+"""CAM on the vision encoder: method and layer lookup, Swin's token grid, batching, ResNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam.utils.image import scale_cam_image
+from torch import nn
+from transformers import SwinConfig, SwinModel
+
+from medclip_residuals.models.cam import (
+    CAM_METHODS,
+    CamExplainer,
+    resolve_cam_method,
+    resolve_target_layer,
+    swin_reshape_transform,
+    token_grid,
+)
+from medclip_residuals.models.heatmap import ImageEmbeddingModel, SimilarityTarget
+
+
+class TinySwinVision(nn.Module):
+    """Shaped like medclip's MedCLIPVisionModelViT: `.model` is a HF SwinModel, then a projection."""
+
+    def __init__(self, image_size: int = 64, depths: tuple[int, ...] = (1, 1, 1)) -> None:
+        super().__init__()
+        config = SwinConfig(
+            image_size=image_size, patch_size=4, num_channels=3, embed_dim=16, depths=list(depths),
+            num_heads=[1, 2, 4, 8][: len(depths)], window_size=4,
+        )
+        self.model = SwinModel(config)
+        self.projection_head = nn.Linear(config.hidden_size, 512, bias=False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(self.model(pixel_values)["pooler_output"])
+
+
+class TinyResNetVision(nn.Module):
+    """Shaped like medclip's MedCLIPVisionModel: `.model` is a torchvision ResNet ending in 512."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        self.model = resnet18(weights=None, num_classes=512)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values)
+
+
+@pytest.fixture(scope="module")
+def swin() -> TinySwinVision:
+    torch.manual_seed(0)
+    return TinySwinVision().eval()
+
+
+def _targets(n: int, seed: int = 0) -> list[SimilarityTarget]:
+    rng = np.random.default_rng(seed)
+    return [SimilarityTarget(rng.standard_normal(512), label=f"t{k}") for k in range(n)]
+
+
+# ---------------------------------------------------------------- Swin token grid
+
+
+@pytest.mark.parametrize("input_hw", [(64, 64), (60, 52), (62, 58)])
+def test_reshape_matches_hf_grid_at_every_stage(swin: TinySwinVision, input_hw: tuple[int, int]) -> None:
+    # HF Swin pads inputs that the patch size or a merge does not divide; its own
+    # reshaped_hidden_states are the truth for every stage's (H, W).
+    x = torch.randn(2, 3, *input_hw)
+    with torch.no_grad():
+        out = swin.model(x, output_hidden_states=True)
+    assert len(out.hidden_states) == 4  # embeddings + 3 stages
+    for tokens, truth in zip(out.hidden_states, out.reshaped_hidden_states):
+        mapped = swin_reshape_transform(tokens, input_hw)
+        assert mapped.shape == truth.shape
+        assert torch.equal(mapped, truth)
+
+
+def test_token_grid_known_values() -> None:
+    assert token_grid(56 * 56, (224, 224)) == (56, 56)
+    assert token_grid(7 * 7, (224, 224)) == (7, 7)
+    assert token_grid(15 * 13, (60, 52)) == (15, 13)  # patch 4: ceil(60/4) x ceil(52/4)
+    assert token_grid(8 * 7, (60, 52)) == (8, 7)  # after a merge that pads 15x13 to 16x14
+    with pytest.raises(ValueError, match="do not tile"):
+        token_grid(17, (64, 64))
+
+
+# ---------------------------------------------------------------- names
+
+
+def test_method_names_and_aliases() -> None:
+    assert resolve_cam_method("GradCAM").__name__ == "GradCAM"
+    assert resolve_cam_method("grad-cam++").__name__ == "GradCAMPlusPlus"
+    assert resolve_cam_method("HiRes_CAM").__name__ == "HiResCAM"
+    for required in ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam"):
+        assert required in CAM_METHODS
+    with pytest.raises(ValueError, match="unknown CAM method 'gradkam'.*hirescam"):
+        resolve_cam_method("gradkam")
+
+
+def test_layer_paths_resolve_with_negative_indices(swin: TinySwinVision) -> None:
+    name, module = resolve_target_layer(swin, "model.encoder.layers.-1.blocks.-1")
+    assert name == "model.encoder.layers.2.blocks.0"
+    assert module is swin.model.encoder.layers[2].blocks[0]
+    assert resolve_target_layer(swin, "model.layernorm")[1] is swin.model.layernorm
+
+
+def test_unknown_layer_lists_valid_names(swin: TinySwinVision) -> None:
+    with pytest.raises(ValueError) as error:
+        resolve_target_layer(swin, "model.encoder.layers.7")
+    message = str(error.value)
+    assert "'model.encoder.layers.7' does not exist" in message
+    assert "model.layernorm" in message and "model.encoder.layers.0.blocks.0" in message
+    with pytest.raises(ValueError, match="empty"):
+        resolve_target_layer(swin, "  ")
+
+
+def test_bad_method_or_layer_fails_before_any_forward(swin: TinySwinVision) -> None:
+    calls = []
+    handle = swin.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match="does not exist"):
+            CamExplainer(swin, "gradcam", "model.nope")
+        with pytest.raises(ValueError, match="unknown CAM method"):
+            CamExplainer(swin, "nope", "model.layernorm")
+    finally:
+        handle.remove()
+    assert calls == []
+    assert not any(m._forward_hooks for m in swin.modules())  # nothing left hooked
+
+
+# ---------------------------------------------------------------- what the maps are
+
+
+def test_hirescam_on_a_stage_block_equals_the_hand_computation(swin: TinySwinVision) -> None:
+    # A Swin block returns a tuple; the explainer must follow its first tensor, and lay
+    # the tokens out on the right grid (rows = image rows).
+    torch.manual_seed(1)
+    x = torch.randn(3, 3, 60, 52)
+    targets = _targets(3)
+    with CamExplainer(swin, "hirescam", "model.encoder.layers.0.blocks.0", batch_size=3, progress=False) as explainer:
+        maps = explainer(x, targets)
+
+    captured = {}
+
+    def keep(module: nn.Module, inputs: object, output: tuple) -> None:
+        captured["tokens"] = output[0]
+
+    handle = swin.model.encoder.layers[0].blocks[0].register_forward_hook(keep)
+    try:
+        embedding = ImageEmbeddingModel(swin)(x)
+    finally:
+        handle.remove()
+    tokens = captured["tokens"]
+    score = sum(target(row) for target, row in zip(targets, embedding))
+    (grads,) = torch.autograd.grad(score, tokens)
+    cam = (tokens * grads).sum(-1).reshape(3, 15, 13).clamp(min=0).detach().numpy()
+    expected = scale_cam_image(scale_cam_image(cam, (52, 60)))  # pytorch-grad-cam rescales after resizing
+    assert maps.shape == (3, 60, 52)
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "eigencam"])
+def test_batched_equals_one_image_at_a_time(swin: TinySwinVision, method: str) -> None:
+    torch.manual_seed(2)
+    x = torch.randn(5, 3, 64, 64)
+    targets = _targets(5, seed=3)
+    with CamExplainer(swin, method, "model.encoder.layers.1.blocks.0", batch_size=4, progress=False) as explainer:
+        batched = explainer(x, targets)
+        single = np.concatenate([explainer(x[k : k + 1], targets[k : k + 1]) for k in range(5)])
+    assert batched.shape == (5, 64, 64)
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    assert all(p.requires_grad for p in swin.parameters())  # the freeze is undone
+
+
+def test_every_required_method_runs_on_swin(swin: TinySwinVision) -> None:
+    x = torch.randn(2, 3, 64, 64)
+    for method in ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam"):
+        with CamExplainer(swin, method, "model.layernorm", batch_size=2, progress=False) as explainer:
+            maps = explainer(x, _targets(2))
+        assert maps.shape == (2, 64, 64), method
+        assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1 + 1e-6, method
+
+
+def test_one_target_per_image_is_enforced(swin: TinySwinVision) -> None:
+    with CamExplainer(swin, "gradcam", "model.layernorm", progress=False) as explainer:
+        with pytest.raises(ValueError, match="one target per image"):
+            explainer(torch.randn(3, 3, 64, 64), _targets(2))
+
+
+def test_resnet_profile_needs_no_reshape() -> None:
+    torch.manual_seed(0)
+    resnet = TinyResNetVision().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with CamExplainer(resnet, "gradcam", "model.layer4", progress=False) as explainer:
+        maps = explainer(x, _targets(2))
+    assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
+    with pytest.raises(ValueError, match="model.layer4"):  # the valid names are listed
+        resolve_target_layer(resnet, "model.layer9")
+
+
+class RightHalfEncoder(nn.Module):
+    """A conv encoder whose embedding reads only the image's right half: a CAM that keeps
+    image columns in place must put all the heat there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.projection = nn.Linear(8, 512)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.model(pixel_values)
+        return self.projection(features[..., features.shape[-1] // 2 :].mean(dim=(2, 3)))
+
+
+def test_heat_stays_on_the_side_that_matters() -> None:
+    encoder = RightHalfEncoder().eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        text = ImageEmbeddingModel(encoder)(x)[0]
+    with CamExplainer(encoder, "hirescam", "model.3", progress=False) as explainer:
+        maps = explainer(x, [SimilarityTarget(text), SimilarityTarget(text)])
+    left, right = maps[:, :, :15].sum(), maps[:, :, 17:].sum()
+    assert right > 0 and left < 1e-3 * right

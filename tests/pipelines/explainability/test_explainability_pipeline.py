@@ -1,0 +1,264 @@
+"""The explainability pipeline, run with SequentialRunner on a tiny dataset and a tiny
+(random) demo-profile MedCLIP encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from matplotlib.figure import Figure
+from PIL import Image
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from medclip_residuals.data.preprocess import preprocess_image
+from medclip_residuals.explain.scoring import LocalizationError
+from medclip_residuals.models.cam import CamExplainer
+from medclip_residuals.models.heads import (
+    ResidualHead,
+    heads_from_tensors,
+    heads_to_tensors,
+    logistic_head_from_sklearn,
+    ridge_map_from_sklearn,
+)
+from medclip_residuals.models.heatmap import HeadTarget, HeatMapModel, SimilarityTarget
+from medclip_residuals.models.medclip_loader import build_demo_encoder
+from medclip_residuals.pipelines.explainability import create_pipeline
+from medclip_residuals.pipelines.explainability.nodes import ExplainabilityParameterError
+from medclip_residuals.utils.frames import matrix_to_embeddings
+
+TINY_DEMO = {
+    "image_size": 32,
+    "text_max_length": 16,
+    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
+    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
+             "max_position_embeddings": 16},
+}
+CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung"]
+PARAMS = {
+    "method": "gradcam",
+    "target_layer": "model.encoder.layers.0.blocks.-1",
+    "captions": CAPTIONS,
+    "include_report_captions": True,
+    "heads": ["image", "residual_1", "residual_2"],
+    "head_images": "localized",
+    "max_images": None,
+    "batch_size": 4,
+    "grid": {"sample_size": 3},
+    "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 100, "confidence": 0.95},
+}
+HEIGHT, WIDTH = 40, 48  # not square: the padding must be undone
+
+
+def _save(path: Path, pixels: np.ndarray) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("explain")
+    rng = np.random.default_rng(0)
+    reports = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung", "", "no finding"]
+    rows = []
+    for k, report in enumerate(reports):
+        path = _save(root / "images" / f"img{k:03d}.png", rng.integers(0, 256, (HEIGHT, WIDTH)))
+        rows.append({"image_id": f"img{k:03d}", "image_path": path, "patient_id": f"p{k}", "report": report,
+                     "view": "PA", "height": HEIGHT, "width": WIDTH,
+                     "Pneumonia": float(k == 0), "Pleural Effusion": float(k == 1)})
+    manifest = pd.DataFrame(rows)
+    central = np.zeros((HEIGHT, WIDTH))
+    central[14:27, 18:31] = 255  # holds the image centre: the Gaussian floor must hit it
+    localizations = pd.DataFrame([
+        {"image_id": "img000", "finding": "Pneumonia", "mask_path": _save(root / "masks" / "img000.png", central),
+         "x": np.nan, "y": np.nan, "w": np.nan, "h": np.nan, "side": "", "zone": "heart"},
+        # a corner box: the floor must miss it
+        {"image_id": "img001", "finding": "Pleural Effusion", "mask_path": "",
+         "x": 1.0, "y": 1.0, "w": 6.0, "h": 6.0, "side": "right", "zone": "lower"},
+    ])
+    encoder = build_demo_encoder(TINY_DEMO, reports + CAPTIONS, seed=0)
+
+    x = rng.standard_normal((30, 512))
+    y = np.arange(30) % 2
+    head = logistic_head_from_sklearn(LogisticRegression(max_iter=500).fit(x, y))
+    residual_head = logistic_head_from_sklearn(LogisticRegression(max_iter=500, C=0.5).fit(x, y))
+    ridge = ridge_map_from_sklearn(Ridge().fit(x, rng.standard_normal((30, 512))))
+    tensors_1, metadata_1 = heads_to_tensors({"Pneumonia/image": head, "Pneumonia/residual_1": ResidualHead(residual_head)})
+    tensors_2, metadata_2 = heads_to_tensors({"map": ridge, "Pneumonia/residual_2": ResidualHead(head, ridge)})
+    w_table = matrix_to_embeddings(manifest["image_id"].tolist(), rng.standard_normal((4, 512)) * 0.05)
+    return {
+        "root": root,
+        "inputs": {
+            "medclip_encoder": encoder,
+            "image_manifest": manifest,
+            "image_localizations": localizations,
+            "residual_1_heads": {"tensors": tensors_1, "metadata": metadata_1},
+            "residual_2_heads": {"tensors": tensors_2, "metadata": metadata_2},
+            "phenotype_sentence_embeddings": w_table,
+            "params:seed": 7,
+            "params:device": "cpu",
+        },
+    }
+
+
+def _run(inputs: dict, params: dict) -> dict:
+    class Kept(MemoryDataset):
+        def _release(self) -> None:  # keep intermediate outputs for the test to read
+            pass
+
+    pipeline = create_pipeline()
+    datasets = {name: Kept(value, copy_mode="assign") for name, value in inputs.items()}
+    datasets["params:explainability"] = Kept(params, copy_mode="assign")
+    for name in pipeline.all_outputs():
+        datasets[name] = Kept(copy_mode="assign")
+    catalog = DataCatalog(datasets)
+    SequentialRunner().run(pipeline, catalog)
+    return {name: catalog.load(name) for name in pipeline.all_outputs()}
+
+
+@pytest.fixture(scope="module")
+def outputs(study: dict) -> dict:
+    return _run(study["inputs"], PARAMS)
+
+
+def test_plan_has_one_row_per_image_and_target(outputs: dict) -> None:
+    plan = outputs["heatmap_plan"]
+    expected = {
+        "img000": ["caption:report", "caption:0", "caption:1",
+                   "head:Pneumonia/image", "head:Pneumonia/residual_1", "head:Pneumonia/residual_2"],
+        "img001": ["caption:report", "caption:0", "caption:1"],  # no localized Pneumonia: no head maps
+        "img002": ["caption:0", "caption:1"],  # empty report
+        "img003": ["caption:report", "caption:0", "caption:1"],
+    }
+    assert {k: list(v) for k, v in plan.groupby("image_id")["target_id"]} == expected
+    findings = {(r.image_id, r.target_id): list(r.findings) for r in plan.itertuples()}
+    assert findings[("img000", "caption:0")] == ["Pneumonia"]  # the phrase names pneumonia
+    assert findings[("img000", "caption:1")] == []  # effusion is not localized on img000
+    assert findings[("img001", "caption:report")] == ["Pleural Effusion"]
+    assert findings[("img000", "head:Pneumonia/residual_2")] == ["Pneumonia"]
+
+
+def test_heatmaps_are_the_explainers_own_maps(study: dict, outputs: dict) -> None:
+    heatmaps, plan = outputs["heatmaps"], outputs["heatmap_plan"]
+    maps = heatmaps["tensors"]["heatmaps"]
+    assert maps.shape == (14, 32, 32) and maps.dtype == np.float16
+    assert heatmaps["metadata"]["target_layer"] == "model.encoder.layers.0.blocks.0"
+    assert heatmaps["metadata"]["target_id"] == plan["target_id"].tolist()
+
+    encoder = study["inputs"]["medclip_encoder"]
+    manifest = study["inputs"]["image_manifest"]
+    pixels = preprocess_image(manifest.loc[0, "image_path"], 32)[None]
+    heads = heads_from_tensors(**study["inputs"]["residual_1_heads"])
+    w = study["inputs"]["phenotype_sentence_embeddings"].iloc[0, 1:].to_numpy(dtype=np.float32)
+    # the texts embedded as the node does (one sorted batch): this random tiny model's
+    # Grad-CAM is so ill-conditioned that a 1e-8 change in a text embedding moves it by 5e-3
+    texts = sorted(set(plan.loc[plan["kind"] == "caption", "text"]))
+    text_embedding = dict(zip(texts, encoder.encode_texts(texts)))[CAPTIONS[0]]
+    with CamExplainer(encoder.vision_model, "gradcam", "model.encoder.layers.0.blocks.-1", progress=False) as explainer:
+        caption = explainer(pixels, [SimilarityTarget(text_embedding)])[0]
+        residual = explainer(pixels, [HeadTarget(HeatMapModel(encoder.vision_model, heads["Pneumonia/residual_1"]), w)])[0]
+    row = plan.index[(plan["image_id"] == "img000") & (plan["target_id"] == "caption:0")][0]
+    np.testing.assert_allclose(maps[row].astype(np.float32), caption, atol=2e-3)
+    row = plan.index[(plan["image_id"] == "img000") & (plan["target_id"] == "head:Pneumonia/residual_1")][0]
+    np.testing.assert_allclose(maps[row].astype(np.float32), residual, atol=2e-3)
+
+
+def test_scores_floor_and_counts(outputs: dict) -> None:
+    scores, metrics = outputs["heatmap_scores"], outputs["explainability_metrics"]
+    scored = scores[scores["finding"] != ""]
+    # img000: report, caption:0, three heads; img001: report, caption:1
+    assert len(scored) == 7
+    assert set(scored.loc[scored["image_id"] == "img000", "floor_hit"]) == {1.0}  # central mask
+    assert set(scored.loc[scored["image_id"] == "img001", "floor_hit"]) == {0.0}  # corner box
+    assert scored["hit"].isin([0.0, 1.0]).all() and scored["iou"].between(0, 1).all()
+    # every heatmap is interpreted, scored or not
+    assert scores["row"].nunique() == 14 and scores["region"].ne("").all()
+    truth = scored[scored["image_id"] == "img001"]
+    assert set(truth["truth_side"]) == {"right"} and set(truth["truth_zone"]) == {"lower"}
+
+    counts = metrics["counts"]
+    assert counts["images_without_localizations"] == 2
+    assert counts["heatmaps"] == 14 and counts["images_scored"] == 2
+    assert metrics["method"] == "gradcam"
+    groups = {entry["group"]: entry for entry in metrics["by_group"]}
+    assert set(groups) == {"report", "phrase", "image", "residual_1", "residual_2"}
+    assert groups["report"]["n"] == 2 and groups["report"]["floor_hit_rate"] == pytest.approx(0.5)
+    interpretation = {entry["group"]: entry for entry in metrics["interpretation"]}
+    assert interpretation["phrase"]["n_with_stated_location"] == 8  # both captions state where
+
+
+def test_grid_figure(outputs: dict) -> None:
+    figure = outputs["caption_heatmap_grid"]
+    assert isinstance(figure, Figure)
+    # 3 sampled images (both localized ones first), image + report + 2 captions
+    assert len(figure.axes) == 3 * 4
+
+
+def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) -> None:
+    with pytest.raises(ExplainabilityParameterError, match=r"captions\[1\] is an empty phrase"):
+        _run(study["inputs"], {**PARAMS, "captions": [CAPTIONS[0], "  "]})
+    with pytest.raises(ValueError, match="unknown CAM method 'gradcan'"):
+        _run(study["inputs"], {**PARAMS, "method": "gradcan"})
+
+
+def test_unknown_layer_lists_the_valid_ones(study: dict) -> None:
+    with pytest.raises(ValueError, match=r"'model.encoder.layers.5' does not exist.*model\.layernorm"):
+        _run(study["inputs"], {**PARAMS, "target_layer": "model.encoder.layers.5"})
+
+
+def test_empty_mask_is_an_error_naming_the_file(study: dict) -> None:
+    empty = study["root"] / "masks" / "empty.png"
+    _save(empty, np.zeros((HEIGHT, WIDTH)))
+    localizations = study["inputs"]["image_localizations"].copy()
+    localizations.loc[0, "mask_path"] = str(empty)
+    inputs = {**study["inputs"], "image_localizations": localizations}
+    with pytest.raises(LocalizationError, match=r"empty\.png.*is empty"):
+        _run(inputs, {**PARAMS, "heads": [], "captions": CAPTIONS[:1]})
+
+
+def test_outputs_round_trip_through_their_catalog_datasets(outputs: dict, tmp_path: Path) -> None:
+    # the entries of conf/base/catalog/07_model_output_explain.yml and 08_reporting_explain.yml
+    import yaml
+
+    root = Path(__file__).resolve().parents[3] / "conf" / "base" / "catalog"
+    config = {}
+    for name in ("07_model_output_explain.yml", "08_reporting_explain.yml"):
+        config.update(yaml.safe_load((root / name).read_text()))
+    assert set(config) == set(create_pipeline().all_outputs())
+    for entry in config.values():
+        assert entry["versioned"] is True
+        entry["filepath"] = str(tmp_path / Path(entry["filepath"]).name)
+    catalog = DataCatalog.from_config(config)
+    for name in config:
+        catalog.save(name, outputs[name])
+    plan = catalog.load("heatmap_plan")
+    assert [list(f) for f in plan["findings"]] == [list(f) for f in outputs["heatmap_plan"]["findings"]]
+    heatmaps = catalog.load("heatmaps")
+    np.testing.assert_array_equal(heatmaps["tensors"]["heatmaps"], outputs["heatmaps"]["tensors"]["heatmaps"])
+    assert heatmaps["metadata"] == outputs["heatmaps"]["metadata"]
+    assert catalog.load("explainability_metrics")["counts"] == outputs["explainability_metrics"]["counts"]
+    pd.testing.assert_frame_equal(catalog.load("heatmap_scores"), outputs["heatmap_scores"])
+
+
+def test_plan_scores_a_report_against_the_findings_it_names() -> None:
+    from medclip_residuals.pipelines.explainability.nodes import plan_heatmaps
+
+    manifest = pd.DataFrame({
+        "image_id": ["a", "b", "c"],
+        "report": ["right lower lung pneumonia", "unremarkable", "left pleural effusion"],
+    })
+    localizations = pd.DataFrame({
+        "image_id": ["a", "a", "b"],
+        "finding": ["Pneumonia", "Pleural Effusion", "Edema"],
+    })
+    params = {**PARAMS, "heads": [], "captions": []}
+    plan = plan_heatmaps(manifest, localizations, None, None, params, seed=0)
+    findings = {r.image_id: list(r.findings) for r in plan.itertuples()}
+    assert findings == {"a": ["Pneumonia"], "b": ["Edema"], "c": []}
+    # a sample of 2 takes the localized images first
+    sampled = plan_heatmaps(manifest, localizations, None, None, {**params, "max_images": 2}, seed=0)
+    assert sorted(sampled["image_id"]) == ["a", "b"]
