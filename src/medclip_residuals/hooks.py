@@ -20,15 +20,23 @@ class MissingInputsError(RuntimeError):
 
 
 def _producers() -> dict[str, list[str]]:
-    """Map each dataset name to the registered pipelines that write it."""
-    from kedro.framework.project import pipelines
+    """Map each dataset name to the project's pipelines that write it.
+
+    Built from every folder of `pipelines/` (not Kedro's registry, which under
+    `--pipelines a,b` holds only the pipelines that were asked for).
+    """
+    import pkgutil
+    from importlib import import_module
+
+    from medclip_residuals import pipelines as package
 
     producers: dict[str, list[str]] = {}
-    for name, pipe in pipelines.items():
-        if name in ("__default__", "demo"):
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.ispkg or module.name == "demo":
             continue
+        pipe = import_module(f"{package.__name__}.{module.name}").create_pipeline()
         for output in pipe.all_outputs():
-            producers.setdefault(output, []).append(name)
+            producers.setdefault(output, []).append(module.name)
     return producers
 
 

@@ -5,9 +5,9 @@ from importlib import import_module
 from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-# Pipelines that a user with their own data and MedCLIP weights runs by default.
-# `demo_data` (writes a phantom dataset) and `encoder_training` (fine-tunes the encoder)
-# only run when asked for, or through the `demo` selection.
+# What `kedro run` runs: the analysis of an existing dataset with an existing encoder, as a
+# user with their own data and the MedCLIP weights needs it. `demo_data` (writes a phantom
+# dataset) and `encoder_training` run only when named, or through `demo` (everything).
 ANALYSIS_PIPELINES = (
     "data_validation",
     "embedding",
@@ -16,21 +16,15 @@ ANALYSIS_PIPELINES = (
     "residual_2",
     "explainability",
 )
-DEMO_ORDER = ("demo_data", "data_validation", "encoder_training") + ANALYSIS_PIPELINES[1:]
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Register the project's pipelines.
-
-    `__default__` runs the analysis on an existing dataset with an existing encoder;
-    `demo` runs everything, from generating the phantom dataset to the heatmaps.
-    """
+    """Register the project's pipelines: one per folder of `pipelines/`, plus `__default__`."""
     pipelines = find_pipelines()
-    # Kedro 1.7's find_pipelines loads only the names given to `--pipelines`; the two
-    # selections below are made of the others, so those are always built here.
-    for name in DEMO_ORDER:
+    # Kedro 1.7's find_pipelines loads only the names given to `--pipelines`; __default__
+    # is made of the analysis pipelines, so those are always built.
+    for name in ANALYSIS_PIPELINES:
         if name not in pipelines:
             pipelines[name] = import_module(f"medclip_residuals.pipelines.{name}").create_pipeline()
     pipelines["__default__"] = sum((pipelines[name] for name in ANALYSIS_PIPELINES), Pipeline([]))
-    pipelines["demo"] = sum((pipelines[name] for name in DEMO_ORDER), Pipeline([]))
     return pipelines
