@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test venv browser viz pictures benchmarks clean-venv
+.PHONY: run test venv browser viz pictures clean-venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ test: $(STAMP) browser
 
 viz: $(STAMP)
 	$(BIN)/kedro viz run
+
+# The README's pictures (docs/images/) from the latest `make run`, and kedro-viz screenshots.
+pictures: $(STAMP) browser
+	$(BIN)/python scripts/readme_pictures.py
 
 clean-venv:
 	rm -rf $(VENV)
