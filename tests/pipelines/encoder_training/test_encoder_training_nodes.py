@@ -20,7 +20,9 @@ from medclip_residuals.pipelines.encoder_training.nodes import (
     evaluate_encoder,
     finding_labels,
     fit_contrastive,
+    label_matrix,
     learning_rate_at,
+    match_weights,
     report_sentences,
     sample_sentences,
     split_patients,
@@ -194,7 +196,7 @@ def test_fit_contrastive_learns_a_planted_pairing():
     reports = ["opacity on the left", "opacity on the right"] * 16
     encoder = build_demo_encoder(TINY_DEMO, reports, seed=0)
     epochs_seen = []
-    params = {"epochs": 12, "batch_size": 16, "learning_rate": 3e-3, "warmup_epochs": 1, "temperature_init": 0.07}
+    params = {"epochs": 12, "batch_size": 16, "learning_rate": 3e-3, "warmup_epochs": 1}
     history = fit_contrastive(encoder, pixels, reports, params, seed=0,
                               on_epoch_end=lambda epoch, enc: epochs_seen.append(epoch))
     assert epochs_seen == list(range(1, 13))
@@ -221,3 +223,18 @@ def test_centering_spreads_the_initial_embeddings_without_changing_the_forward()
     changed = {key for key, value in encoder.model.state_dict().items() if not torch.equal(value, before[key])}
     assert changed == {"vision_model.projection_head.weight", "text_model.projection_head.weight"}
     assert encoder.model.training  # the mode it had
+
+
+def test_label_matches_make_studies_with_shared_findings_partial_positives():
+    rows = pd.DataFrame({"No Finding": [1.0, 1.0, 0.0, 0.0], "Pneumonia": [0.0, 0.0, 1.0, -1.0],
+                         "Edema": [np.nan, 0.0, 1.0, 0.0], "report": ["a", "b", "c", "d"]})
+    labels = label_matrix(rows)
+    # columns in CheXpert order: No Finding, Edema, Pneumonia; uncertain counts half
+    np.testing.assert_array_equal(labels, [[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 0, 0.5]])
+    vectors = torch.nn.functional.normalize(torch.as_tensor(labels), dim=1)
+    weights = match_weights(["a", "b", "c", "a"], torch.arange(4), None, vectors, 0.5)
+    assert weights[0, 1] == pytest.approx(0.5)  # two normal studies
+    assert weights[0, 3] == 1.0  # identical text
+    assert weights[2, 3] == pytest.approx(0.5 / 2 ** 0.5)  # pneumonia+edema vs uncertain pneumonia
+    assert weights[0, 2] == 0.0
+    assert label_matrix(rows[["report"]]) is None

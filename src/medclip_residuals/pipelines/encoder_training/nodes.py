@@ -23,10 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # nodes draw figures without a display
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -307,6 +303,35 @@ def center_projection_heads(
     return report
 
 
+def label_matrix(rows: pd.DataFrame) -> np.ndarray | None:
+    """(N, K) finding indicators from the CheXpert columns (1 -> 1, uncertain -> 0.5, else 0),
+    or None when the manifest has no label column."""
+    columns = [name for name in CHEXPERT_FINDINGS if name in rows.columns]
+    if not columns:
+        return None
+    values = rows[columns].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    return np.where(values == 1.0, 1.0, np.where(values == -1.0, 0.5, 0.0)).astype(np.float32)
+
+
+def match_weights(
+    texts: Sequence[str],
+    index: torch.Tensor,
+    similarity: ReportSimilarity | None,
+    label_vectors: torch.Tensor | None,
+    label_weight: float,
+) -> torch.Tensor:
+    """The (B, B) match weights of a batch: 1 for identical texts, plus the optional report
+    similarity, and `label_weight` x the cosine of the images' finding labels."""
+    weights = similarity(texts) if similarity is not None else None
+    if weights is None:
+        groups = text_groups(texts)
+        weights = (groups[:, None] == groups[None, :]).float()
+    if label_vectors is not None:
+        vectors = label_vectors[index]
+        weights = torch.maximum(weights, label_weight * (vectors @ vectors.t()))
+    return weights
+
+
 def fit_contrastive(
     encoder: MedCLIPEncoder,
     pixels: torch.Tensor,
@@ -314,11 +339,14 @@ def fit_contrastive(
     params: Mapping[str, Any],
     seed: int,
     on_epoch_end: Callable[[int, MedCLIPEncoder], None] | None = None,
+    labels: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Train `encoder` in place with the CLIP loss on (pixels[i], reports[i]) pairs.
 
     AdamW, linear warmup then cosine decay, gradient clipping, MedCLIP's learnable (clamped)
-    temperature, side-preserving augmentation. Returns one history row per step.
+    temperature, side-preserving augmentation. With `labels` (N, K) and
+    `label_match_weight` > 0, pairs whose images share findings are partial matches
+    (MedCLIP's semantic matching). Returns one history row per step.
     """
     model, device = encoder.model, encoder.device
     batch_size = min(int(params.get("batch_size", 64)), len(reports))
@@ -335,6 +363,11 @@ def fit_contrastive(
     sentence_probability = float(params.get("sentence_sampling", 0.0))
     soft_temperature = params.get("soft_target_temperature")
     similarity = ReportSimilarity(reports, float(soft_temperature)) if soft_temperature else None
+    label_weight = float(params.get("label_match_weight", 0.0) or 0.0)
+    label_vectors = (
+        F.normalize(torch.as_tensor(np.asarray(labels), dtype=torch.float32), dim=1)
+        if labels is not None and label_weight > 0 else None
+    )
     generator = torch.Generator().manual_seed(seed)
     reports = list(reports)
 
@@ -356,7 +389,7 @@ def fit_contrastive(
             image_embeddings = encoder.encode_images(images)
             text_embeddings = encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
             logits_per_image = model.compute_logits(image_embeddings, text_embeddings)  # clamps the temperature
-            loss = clip_loss(logits_per_image, similarity(texts) if similarity else text_groups(texts))
+            loss = clip_loss(logits_per_image, match_weights(texts, index, similarity, label_vectors, label_weight))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip_norm > 0:
@@ -431,14 +464,15 @@ def train_encoder(
         spread = center_projection_heads(encoder, pixels, reports)
         logger.info("encoder_training: centred the projection heads, mean cosine %s",
                     ", ".join(f"{key} {value:.3f}" for key, value in spread.items()))
-    history = fit_contrastive(encoder, pixels, reports, params, seed)
+    history = fit_contrastive(encoder, pixels, reports, params, seed, labels=label_matrix(rows))
     history["seconds"] += cached
     return encoder.to("cpu"), history
 
 
 def plot_loss_curve(history: pd.DataFrame) -> Figure:
     """The training loss per step and its mean per epoch, with the learning rate."""
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4))  # no pyplot: no global backend or figure registry
+    axis = figure.subplots()
     if len(history):
         axis.plot(history["step"], history["loss"], color="tab:blue", alpha=0.35, lw=1, label="loss per step")
         per_epoch = history.groupby("epoch").agg(step=("step", "max"), loss=("loss", "mean"))
@@ -485,6 +519,18 @@ def embed_images(encoder: MedCLIPEncoder, pixels: torch.Tensor, batch_size: int 
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, encoder.embed_dim), dtype=np.float32)
 
 
+def prompt_vectors(encoder: MedCLIPEncoder, prompts: Sequence[str | Sequence[str]]) -> np.ndarray:
+    """One L2-normalised embedding per prompt; a list of prompts is averaged (an ensemble)."""
+    groups = [[p] if isinstance(p, str) else list(p) for p in prompts]
+    flat = encoder.encode_texts([text for group in groups for text in group])
+    vectors, start = [], 0
+    for group in groups:
+        mean = flat[start : start + len(group)].mean(axis=0)
+        vectors.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        start += len(group)
+    return np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, encoder.embed_dim), np.float32)
+
+
 def evaluate_encoder(
     medclip_encoder: MedCLIPEncoder,
     image_manifest: pd.DataFrame,
@@ -503,8 +549,9 @@ def evaluate_encoder(
     encoder = medclip_encoder.to(device)
     pixels = load_image_tensors(rows["image_path"].tolist(), encoder.image_size, params.get("cache_workers", 2), "test")
     images = embed_images(encoder, pixels, int(evaluation.get("batch_size", 128)))
-    prompts = {name: template.format(finding=name.lower()) for name in labels}
-    prompt_embeddings = encoder.encode_texts(list(prompts.values()))
+    overrides = dict(evaluation.get("prompts") or {})
+    prompts = {name: overrides.get(name, template.format(finding=name.lower())) for name in labels}
+    prompt_embeddings = prompt_vectors(encoder, prompts.values())
     aucs, positives, negatives = {}, {}, {}
     for (name, target), prompt_embedding in zip(labels.items(), prompt_embeddings):
         known = ~np.isnan(target)
@@ -514,7 +561,7 @@ def evaluate_encoder(
             float(roc_auc_score(target[known], scores)) if positives[name] and negatives[name] else float("nan")
         )
         level = logging.INFO if aucs[name] >= target_auc else logging.WARNING
-        logger.log(level, "encoder_training: held-out AUC %-20s %.3f  (prompt %r, %d+ / %d-)",
+        logger.log(level, "encoder_training: held-out AUC %-20s %.3f  (prompt %s, %d+ / %d-)",
                    name, aucs[name], prompts[name], positives[name], negatives[name])
     finite = [value for value in aucs.values() if not math.isnan(value)]
     metrics = {
@@ -528,6 +575,7 @@ def evaluate_encoder(
         if len(history) else float("nan"),
         "temperature": float(1.0 / encoder.model.logit_scale.detach().exp()),
         "prompt_template": template,
+        "prompts": prompts,
         "auc": aucs,
         "positives": positives,
         "negatives": negatives,
