@@ -8,6 +8,8 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# one log line per node, unwrapped, when the output is not a terminal
+export COLUMNS ?= 160
 
 .PHONY: run test venv browser viz pictures clean-venv
 
