@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from medclip_residuals.pipelines.demo import DEMO_ORDER
 from medclip_residuals.utils.viz_browser import (
     CHROMIUM,
     FLOWCHART_VIEWPORT,
@@ -33,19 +34,9 @@ from medclip_residuals.utils.viz_browser import (
     viz_page,
 )
 
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IMAGES = PROJECT_ROOT / "docs" / "images"
-PIPELINES = (
-    "demo_data",
-    "data_validation",
-    "encoder_training",
-    "embedding",
-    "phenotyping",
-    "residual_1",
-    "residual_2",
-    "explainability",
-)
+PIPELINES = DEMO_ORDER
 # datasets whose preview helps a reader of the graph (issue 6), with the preview they need
 WANTED_PREVIEWS = {
     "encoder_training_metrics": "JSONPreview",

@@ -9,22 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-CHEXPERT_LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
+from medclip_residuals.data.contract import CHEXPERT_FINDINGS as CHEXPERT_LABELS
 
 
 def embedding_column_names(frame: pd.DataFrame) -> list[str]:
