@@ -34,7 +34,6 @@ from medclip_residuals.utils.viz_browser import (
     viz_page,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = DEMO_ORDER
 # datasets whose preview helps a reader of the graph (issue 6), with the preview they need
 WANTED_PREVIEWS = {

@@ -20,7 +20,6 @@ import torchvision
 import transformers
 from medclip import modeling_medclip
 from medclip.modeling_medclip import MedCLIPModel, MedCLIPVisionModel, MedCLIPVisionModelViT
-from torch.nn import functional as F
 from transformers import BertConfig, BertModel, SwinConfig, SwinModel
 
 from medclip_residuals.models import medclip_loader
