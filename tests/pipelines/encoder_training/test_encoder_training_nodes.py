@@ -238,3 +238,17 @@ def test_label_matches_make_studies_with_shared_findings_partial_positives():
     assert weights[2, 3] == pytest.approx(0.5 / 2 ** 0.5)  # pneumonia+edema vs uncertain pneumonia
     assert weights[0, 2] == 0.0
     assert label_matrix(rows[["report"]]) is None
+
+
+def test_training_is_deterministic_given_the_seed():
+    pixels = torch.randn(16, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    reports = ["opacity on the left. effusion on the right", "opacity on the right"] * 8
+    params = {"epochs": 2, "batch_size": 8, "learning_rate": 1e-3, "sentence_sampling": 0.5,
+              "augment": {"rotate_degrees": 5, "translate": 0.05, "noise": 0.02}}
+    runs = []
+    for _ in range(2):
+        encoder = build_demo_encoder(TINY_DEMO, reports, seed=5)
+        history = fit_contrastive(encoder, pixels, reports, params, seed=5)
+        runs.append((history["loss"].tolist(), encoder.encode_texts(["opacity on the left"])))
+    assert runs[0][0] == runs[1][0]
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
