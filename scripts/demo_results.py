@@ -24,10 +24,12 @@ def ci(entry: dict) -> str:
 def main() -> None:
     encoder = newest("encoder_training_metrics.json")
     print(f"Encoder: held-out zero-shot AUC ({encoder['held_out_images']} images of "
-          f"{encoder['held_out_patients']} patients, prompt \"{encoder['prompt_template']}\"):\n")
-    print("| finding | AUC |\n| --- | --- |")
+          f"{encoder['held_out_patients']} patients; a list of prompts is averaged):\n")
+    print("| finding | prompt | AUC |\n| --- | --- | --- |")
     for finding, auc in encoder["auc"].items():
-        print(f"| {finding} | {auc:.3f} |")
+        prompt = encoder.get("prompts", {}).get(finding, encoder["prompt_template"])
+        prompt = " / ".join(prompt) if isinstance(prompt, list) else prompt
+        print(f"| {finding} | {prompt} | {auc:.3f} |")
     r1, r2 = newest("residual_1_metrics.json"), newest("residual_2_metrics.json")
     print("\nresidual_1 and residual_2 (test split, AUC and accuracy with 95% bootstrap CIs):\n")
     print("| target | n test (pos) | AUC image | AUC residual_1 | p (r1 - image) | AUC residual_2 "
