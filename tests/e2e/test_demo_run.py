@@ -69,3 +69,25 @@ def test_pipeline_started_before_its_inputs_exist_names_the_pipeline(tmp_path, t
     assert result.returncode != 0
     assert "image_manifest" in output and "--pipelines data_validation" in output
     assert "medclip_encoder" in output and "--pipelines encoder_training" in output
+
+
+def test_demo_data_refuses_to_write_over_a_users_dataset(tmp_path, tiny_project):
+    import subprocess
+    import sys
+
+    from .conftest import kedro_env
+
+    users_data = tmp_path / "hospital_export"
+    users_data.mkdir()
+    manifest = users_data / "manifest.csv"
+    manifest.write_text("image_id,image_path\nx1,images/x1.png\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "demo_data", "--env", "tiny",
+         "--params", f"data_root={users_data}"],
+        cwd=tiny_project, env=kedro_env(), capture_output=True, text=True, timeout=300,
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "already holds a manifest.csv that the demo did not make" in output
+    assert manifest.read_text(encoding="utf-8") == "image_id,image_path\nx1,images/x1.png\n"
+    assert not (users_data / "images").exists()
