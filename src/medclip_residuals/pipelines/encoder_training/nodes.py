@@ -7,10 +7,12 @@ prompt naming a finding.
 
 What makes a small Swin learn from scratch here (it stalls at chance with default settings):
 MedCLIP's input normalisation (done by `preprocess`), a 4-pixel patch, AdamW with a linear
-warmup then a cosine decay, gradient clipping, MedCLIP's learnable temperature, and mild
-augmentation that keeps left and right (small rotations, zooms, shifts, contrast and noise;
-never a horizontal flip, since reports name the patient's side). Identical reports in a batch
-are all counted as matches (soft targets) instead of as negatives of each other.
+warmup then a cosine decay at a moderate rate (2e-3 collapses every embedding to one point in
+the first epoch), projection heads centred on the backbones' mean feature before training
+(fresh backbones give all inputs nearly the same feature), MedCLIP's learnable temperature,
+gradient clipping, and mild augmentation that keeps left and right (no horizontal flip: reports
+name the patient's side). Identical reports in a batch count as matches, and optionally so do
+studies that share findings (MedCLIP's semantic matching, `label_match_weight`).
 """
 
 from __future__ import annotations
