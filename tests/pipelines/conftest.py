@@ -1,4 +1,4 @@
-"""Fixtures: the synthetic study of tests/pipelines/phenotyping/study.py, phenotyped."""
+"""Fixtures of the residual_1 and residual_2 tests: the synthetic study of tests/pipelines/phenotyping/study.py, phenotyped (phenotyping's own conftest overrides `study` for its tests)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from medclip_residuals.pipelines.phenotyping.nodes import embed_phenotypes, scor
 def load_study_module():
     name = "medclip_residuals_test_study"
     if name not in sys.modules:
-        path = Path(__file__).parents[1] / "phenotyping" / "study.py"
+        path = Path(__file__).parent / "phenotyping" / "study.py"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
