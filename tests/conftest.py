@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 TINY_LABELS = ("Pneumonia", "Pleural Effusion")
+# A demo-profile encoder small enough for unit tests: MedCLIP's classes on a 2-stage Swin
+# (32 px, grids 8 and 4, window 2) and a 2-layer BERT of width 16.
+TINY_DEMO_ENCODER = {
+    "image_size": 32,
+    "text_max_length": 16,
+    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
+    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
+             "max_position_embeddings": 16},
+}
 _LABEL_CYCLE = ("1", "0", "-1", "")
 
 
@@ -24,6 +34,18 @@ def write_grey_png(path: Path, pixels: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(pixels)).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_encoder() -> Callable[..., object]:
+    """Factory: `make(texts, seed=0)` -> a random demo MedCLIPEncoder (TINY_DEMO_ENCODER) whose
+    tokenizer vocabulary comes from `texts`."""
+    from medclip_residuals.models.medclip_loader import build_demo_encoder
+
+    def make(texts: list[str], seed: int = 0) -> object:
+        return build_demo_encoder(copy.deepcopy(TINY_DEMO_ENCODER), texts, seed=seed)
+
+    return make
 
 
 @pytest.fixture

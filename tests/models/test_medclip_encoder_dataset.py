@@ -14,23 +14,16 @@ from medclip.modeling_medclip import MedCLIPModel, MedCLIPVisionModelViT
 from transformers import BertConfig, SwinConfig
 
 from medclip_residuals.datasets import MedCLIPEncoderDataset
-from medclip_residuals.models.medclip_loader import POSITION_IDS_KEY, build_demo_encoder, build_medclip_model
+from medclip_residuals.models.medclip_loader import POSITION_IDS_KEY, build_medclip_model
 from medclip_residuals.models.tokenizer import build_word_tokenizer
 
 PROJECT = Path(__file__).resolve().parents[2]
-TINY_DEMO = {
-    "image_size": 32,
-    "text_max_length": 16,
-    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
-    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
-             "max_position_embeddings": 16},
-}
 TEXTS = ["there is pneumonia on the left", "no finding", "pleural effusion near the heart"]
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    built = build_demo_encoder(TINY_DEMO, TEXTS, seed=3)
+def encoder(tiny_demo_encoder):
+    built = tiny_demo_encoder(TEXTS, seed=3)
     with torch.no_grad():
         built.model.logit_scale.fill_(3.0)
     return built

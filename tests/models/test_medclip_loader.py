@@ -29,7 +29,6 @@ from medclip_residuals.models.medclip_loader import (
     VISION_HUB_ID,
     CheckpointMismatchError,
     EncoderFileNotFoundError,
-    build_demo_encoder,
     check_local_windows,
     load_medclip_checkpoint,
     load_published_encoder,
@@ -286,17 +285,10 @@ def test_patch_is_undone_even_when_construction_fails():
     assert (modeling_medclip.AutoModel, modeling_medclip.AutoTokenizer, modeling_medclip.torchvision) == originals
 
 
-TINY_DEMO = {
-    "image_size": 32,
-    "text_max_length": 16,
-    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
-    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
-             "max_position_embeddings": 16},
-}
 
 
-def test_demo_profile_uses_medclip_classes_with_narrow_heads():
-    encoder = build_demo_encoder(TINY_DEMO, ["There is Pneumonia on the left."], seed=0)
+def test_demo_profile_uses_medclip_classes_with_narrow_heads(tiny_demo_encoder):
+    encoder = tiny_demo_encoder(["There is Pneumonia on the left."], seed=0)
     assert isinstance(encoder.model, MedCLIPModel) and isinstance(encoder.vision_model, MedCLIPVisionModelViT)
     assert encoder.vision_model.projection_head.in_features == 16  # 8 * 2**(2 stages - 1)
     assert encoder.model.text_model.projection_head.in_features == 16
@@ -304,7 +296,7 @@ def test_demo_profile_uses_medclip_classes_with_narrow_heads():
     with torch.inference_mode():
         images = encoder.encode_images(torch.rand(2, 3, 32, 32))
     torch.testing.assert_close(images.norm(dim=-1), torch.ones(2))
-    again = build_demo_encoder(TINY_DEMO, ["There is Pneumonia on the left."], seed=0)
+    again = tiny_demo_encoder(["There is Pneumonia on the left."], seed=0)
     np.testing.assert_array_equal(encoder.encode_texts(["pneumonia"]), again.encode_texts(["pneumonia"]))
 
 

@@ -10,25 +10,17 @@ from kedro.runner import SequentialRunner
 
 from medclip_residuals.data.contract import empty_localizations, validate_dataset
 from medclip_residuals.models.embed import embed_image_files
-from medclip_residuals.models.medclip_loader import build_demo_encoder
 from medclip_residuals.pipelines.embedding import create_pipeline
 from medclip_residuals.pipelines.embedding.nodes import embed_phenotype_vocabulary
 from medclip_residuals.utils.frames import embeddings_to_matrix
 
-TINY_DEMO = {
-    "image_size": 32,
-    "text_max_length": 16,
-    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
-    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
-             "max_position_embeddings": 32},
-}
 PARAMS = {"batch_size": 3, "num_workers": 0, "bf16": False, "text_batch_size": 4,
           "phenotype_vocabulary": ["Pneumonia", "left", "near the heart"]}
 
 
 @pytest.fixture
-def encoder():
-    return build_demo_encoder(TINY_DEMO, ["study pneumonia left near the heart"], seed=0)
+def encoder(tiny_demo_encoder):
+    return tiny_demo_encoder(["study pneumonia left near the heart"], seed=0)
 
 
 @pytest.fixture

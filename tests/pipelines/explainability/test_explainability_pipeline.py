@@ -25,18 +25,10 @@ from medclip_residuals.models.heads import (
     ridge_map_from_sklearn,
 )
 from medclip_residuals.models.heatmap import HeadTarget, HeatMapModel, SimilarityTarget
-from medclip_residuals.models.medclip_loader import build_demo_encoder
 from medclip_residuals.pipelines.explainability import create_pipeline
 from medclip_residuals.pipelines.explainability.nodes import ExplainabilityParameterError
 from medclip_residuals.utils.frames import matrix_to_embeddings
 
-TINY_DEMO = {
-    "image_size": 32,
-    "text_max_length": 16,
-    "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
-    "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
-             "max_position_embeddings": 16},
-}
 CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung"]
 PARAMS = {
     "method": "gradcam",
@@ -60,7 +52,7 @@ def _save(path: Path, pixels: np.ndarray) -> str:
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def study(tmp_path_factory: pytest.TempPathFactory, tiny_demo_encoder) -> dict:
     root = tmp_path_factory.mktemp("explain")
     rng = np.random.default_rng(0)
     reports = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung", "", "no finding"]
@@ -80,7 +72,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
         {"image_id": "img001", "finding": "Pleural Effusion", "mask_path": "",
          "x": 1.0, "y": 1.0, "w": 6.0, "h": 6.0, "side": "right", "zone": "lower"},
     ])
-    encoder = build_demo_encoder(TINY_DEMO, reports + CAPTIONS, seed=0)
+    encoder = tiny_demo_encoder(reports + CAPTIONS, seed=0)
 
     x = rng.standard_normal((30, 512))
     y = np.arange(30) % 2
