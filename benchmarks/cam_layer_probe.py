@@ -65,6 +65,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="encoder_split rows to use: test, train or all")
     parser.add_argument("--no-heads", action="store_true", help="caption targets only")
     parser.add_argument("--tolerance-px", type=float, default=None, help="pointing-game tolerance (default: params)")
+    parser.add_argument("--contrast-caption", default=None,
+                        help="caption targets: similarity to the caption minus to this one (default: params)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write every result as JSON here")
     args = parser.parse_args()
@@ -87,6 +89,8 @@ def main() -> None:
         params["heads"] = []
     if args.tolerance_px is not None:
         params["scoring"] = {**params.get("scoring", {}), "hit_tolerance_px": args.tolerance_px}
+    if args.contrast_caption is not None:
+        params["contrast_caption"] = args.contrast_caption or None
     heads = {k: inputs.get(k) for k in ("residual_1_heads", "residual_2_heads")}
     w_table = inputs.get("phenotype_sentence_embeddings")
     plan = plan_heatmaps(manifest, localizations, heads["residual_1_heads"], heads["residual_2_heads"], params, seed)

@@ -116,6 +116,19 @@ def test_similarity_target_is_the_cosine(setting: dict) -> None:
         SimilarityTarget(np.zeros(DIM), label="empty")
 
 
+def test_contrast_target_is_the_difference_of_cosines(setting: dict) -> None:
+    rng = np.random.default_rng(4)
+    text, contrast = rng.standard_normal(DIM), rng.standard_normal(DIM)
+    row = setting["embeddings"][1]
+    target = SimilarityTarget(text * 3.0, label="caption", contrast_embedding=contrast * 0.5)
+    expected = np.dot(row, text) / np.linalg.norm(text) - np.dot(row, contrast) / np.linalg.norm(contrast)
+    assert float(target(torch.from_numpy(row).float())) == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(ValueError, match="embeds like the contrast caption"):
+        SimilarityTarget(text, label="same", contrast_embedding=2.0 * text)
+    with pytest.raises(ValueError, match="contrast text embedding contains NaN"):
+        SimilarityTarget(text, contrast_embedding=np.full(DIM, np.nan))
+
+
 def test_probability_shapes() -> None:
     assert as_probability(torch.tensor([[0.2, 0.8]])).tolist() == pytest.approx([0.8])
     assert as_probability(torch.tensor([[0.3]])).tolist() == pytest.approx([0.3])

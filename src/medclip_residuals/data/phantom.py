@@ -39,11 +39,11 @@ from medclip_residuals.data.phantom_text import (
     join_sentences,
 )
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 DEFAULT_PARAMS: dict[str, Any] = {
     "seed": 1234,
-    "n_images": 1200,
+    "n_images": 2000,
     "image_size": 256,
     "images_per_patient": [2, 4],
     "normal_fraction": 0.3,
@@ -188,17 +188,17 @@ def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], av
             shape = {
                 "t": t,
                 "f": rng.uniform(0.35, 0.65) if zone != "lower" else rng.uniform(0.5, 0.7),
-                "radius": rng.uniform(0.032, 0.052),
-                "amp": rng.uniform(0.36, 0.48),
+                "radius": rng.uniform(0.042, 0.07),
+                "amp": rng.uniform(0.65, 0.85),
                 "phase": rng.uniform(0, 2 * np.pi),
             }
         else:
             shape = {
                 "t": t,
                 "f": rng.uniform(0.35, 0.6) if zone != "lower" else rng.uniform(0.5, 0.68),
-                "rx": rng.uniform(0.08, 0.11),
-                "rv": rng.uniform(0.07, 0.09),
-                "amp": rng.uniform(0.75, 0.95) if name == "Pneumonia" else rng.uniform(0.9, 1.0),
+                "rx": rng.uniform(0.1, 0.13) if name == "Pneumonia" else rng.uniform(0.08, 0.11),
+                "rv": rng.uniform(0.08, 0.1) if name == "Pneumonia" else rng.uniform(0.07, 0.09),
+                "amp": rng.uniform(0.75, 0.9) if name == "Pneumonia" else rng.uniform(0.97, 1.0),
             }
         return FindingSpec(name, side, zone, uncertain, shape)
     if name == "Pleural Effusion":
@@ -210,7 +210,7 @@ def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], av
         shape = {"ra_scale": rng.uniform(1.8, 2.2), "lv_scale": rng.uniform(1.5, 1.75)}
         return FindingSpec(name, "", "heart", uncertain, shape)
     if name == "Pneumothorax":
-        shape = {"rim": rng.uniform(0.055, 0.09), "extent": rng.uniform(0.55, 0.75), "lucency": rng.uniform(0.14, 0.2)}
+        shape = {"rim": rng.uniform(0.09, 0.14), "extent": rng.uniform(0.6, 0.85), "lucency": rng.uniform(0.22, 0.3)}
         return FindingSpec(name, side, "upper", uncertain, shape)
     if name == "Edema":
         shape = {
@@ -225,8 +225,8 @@ def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], av
             "t": rng.uniform(0.68, 0.76),
             "f": rng.uniform(0.4, 0.6),
             "angle": rng.uniform(-20.0, 15.0),
-            "length": rng.uniform(0.14, 0.22),
-            "half": rng.uniform(0.014, 0.02),
+            "length": rng.uniform(0.18, 0.26),
+            "half": rng.uniform(0.02, 0.03),
             "bow": rng.uniform(-0.01, 0.01),
             "lift": rng.uniform(0.015, 0.03),
         }

@@ -718,12 +718,14 @@ def _render_finding(
         blur = max(0.5, 0.005 * zoom_px)
         if name == "Pneumonia":  # patchy, ill-defined, several confluent blobs
             envelope = np.exp(-(e ** F32(1.2)))
-            patch = envelope * (F32(0.85) + F32(0.45) * _noise(rng, reg.shape, 0.02 * zoom_px))
+            # wide, hazy and mottled, with aerated gaps: unlike a consolidation's dense sharp
+            # block or a nodule's small round ball
+            patch = envelope * (F32(0.85) + F32(0.5) * _noise(rng, reg.shape, 0.015 * zoom_px))
             patch += F32(0.1) * envelope * _noise(rng, reg.shape, 0.006 * zoom_px)
-            opacity = ndimage.gaussian_filter(_smoothstep(0.1, 0.8, patch), blur)
-        else:  # dense and homogeneous, irregular outline, air bronchograms
-            e = e / np.square(F32(1.0) + F32(0.22) * _noise(rng, reg.shape, 0.02 * zoom_px))
-            opacity = ndimage.gaussian_filter(_smoothstep(0.3, 0.85, np.exp(-(e**2))), 2.5 * blur)
+            opacity = ndimage.gaussian_filter(_smoothstep(0.15, 0.9, patch), 1.5 * blur)
+        else:  # dense and homogeneous, sharp irregular outline, air bronchograms
+            e = e / np.square(F32(1.0) + F32(0.18) * _noise(rng, reg.shape, 0.02 * zoom_px))
+            opacity = ndimage.gaussian_filter(_smoothstep(0.35, 0.6, np.exp(-(e**2))), 1.2 * blur)
             opacity *= F32(0.93) + F32(0.07) * _noise(rng, reg.shape, 0.004 * zoom_px)
         opacity *= reg.take(lung_soft[side])
         added = F32(sh["amp"] * _LUNG_AIR) * opacity * reg.take(air)
@@ -766,7 +768,8 @@ def _render_finding(
         rr = np.hypot(dx - F32(cx), v - F32(cv)) / (F32(sh["radius"]) * lobes)
         ball = np.sqrt(_clip01(F32(1.0) - rr * rr))
         ball = ndimage.gaussian_filter(ball, max(0.5, 0.005 * zoom_px))
-        added = F32(sh["amp"]) * ball * (F32(0.85) + F32(0.15) * _noise(rng, reg.shape, max(0.5, 0.004 * zoom_px)))
+        # smooth and well circumscribed (a consolidation is mottled, with air bronchograms)
+        added = F32(sh["amp"]) * ball * (F32(0.95) + F32(0.05) * _noise(rng, reg.shape, max(0.5, 0.004 * zoom_px)))
         return reg, added, rr < 1.0, F32(1.0) - F32(0.7) * ball
 
     if name == "Pneumothorax":
@@ -782,7 +785,7 @@ def _render_finding(
         visible = (rim > F32(0.006)) * in_lung
         line = np.exp(-np.square((dist - rim) * F32(1.0 / (1.2 * geo.px + 0.0015)))) * visible
         collapsed = _soft(dist - rim, geo.px) * _soft(rim + F32(0.05) - dist, 0.03) * visible
-        added = F32(0.16) * line + F32(0.06) * collapsed - F32(sh["lucency"]) * pleural_air
+        added = F32(0.22) * line + F32(0.1) * collapsed - F32(sh["lucency"]) * pleural_air
         mask = reg.take(lung_hard[side]) & (dist < rim) & (rim > F32(0.004))
         return reg, added, mask, F32(1.0) - pleural_air
 
@@ -824,7 +827,7 @@ def _render_finding(
         local_half = F32(sh["half"]) * (F32(0.25) + F32(0.75) * taper)
         band = np.exp(-np.square(across / local_half)) * _smoothstep(0.0, 0.15, taper)
         band = ndimage.gaussian_filter(band, max(0.5, 0.003 * zoom_px))
-        added = F32(0.8 * _LUNG_AIR) * band * reg.take(air)
+        added = F32(0.95 * _LUNG_AIR) * band * reg.take(air)
         mask = (np.abs(across) < F32(1.2) * local_half) & (taper > 0.05) & reg.take(lung_hard[side])
         return reg, added, mask, F32(1.0) - F32(0.8) * band
 

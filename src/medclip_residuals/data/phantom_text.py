@@ -148,7 +148,7 @@ def finding_sentence(finding: FindingSpec, rng: np.random.Generator) -> str:
     certain, uncertain = _TEMPLATES[_template_key(finding)]
     options = uncertain if finding.uncertain else certain
     template = options[int(rng.integers(len(options)))]
-    lesion = "mass" if finding.shape.get("radius", 0.0) >= 0.045 else "nodule"
+    lesion = "mass" if finding.shape.get("radius", 0.0) >= 0.058 else "nodule"
     return template.format(side=finding.side, zone=ZONE_WORDS.get(finding.zone, ""), lesion=lesion)
 
 

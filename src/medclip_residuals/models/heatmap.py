@@ -113,14 +113,32 @@ def _as_vector(values: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
 
 
 class SimilarityTarget:
-    """Cosine similarity of one image's normalised embedding to a text embedding."""
+    """Cosine similarity of one image's normalised embedding to a text embedding.
 
-    def __init__(self, text_embedding: np.ndarray | torch.Tensor, label: str = "") -> None:
+    With `contrast_embedding`, the similarity to the caption minus the similarity to that
+    contrast caption (e.g. a normal study's): the gradient keeps what tells the caption apart
+    from the contrast and drops what every chest X-ray shares.
+    """
+
+    def __init__(
+        self,
+        text_embedding: np.ndarray | torch.Tensor,
+        label: str = "",
+        contrast_embedding: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         vector = _as_vector(text_embedding, "text embedding")
         norm = vector.norm()
         if norm == 0:
             raise ValueError(f"text embedding of {label or 'a caption'} is all zeros")
-        self.text_embedding = vector / norm
+        vector = vector / norm
+        if contrast_embedding is not None:
+            contrast = _as_vector(contrast_embedding, "contrast text embedding")
+            if contrast.norm() == 0:
+                raise ValueError("the contrast caption's text embedding is all zeros")
+            vector = vector - contrast / contrast.norm()
+            if vector.norm() < 1e-6:
+                raise ValueError(f"{label or 'a caption'} embeds like the contrast caption: nothing to explain")
+        self.text_embedding = vector
         self.label = label
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:

@@ -193,6 +193,8 @@ def test_grid_figure(outputs: dict) -> None:
 def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) -> None:
     with pytest.raises(ExplainabilityParameterError, match=r"captions\[1\] is an empty phrase"):
         _run(study["inputs"], {**PARAMS, "captions": [CAPTIONS[0], "  "]})
+    with pytest.raises(ExplainabilityParameterError, match="contrast_caption is an empty phrase"):
+        _run(study["inputs"], {**PARAMS, "contrast_caption": ""})
     with pytest.raises(ValueError, match="unknown CAM method 'gradcan'"):
         _run(study["inputs"], {**PARAMS, "method": "gradcan"})
 

@@ -67,6 +67,11 @@ def _check_params(params: Mapping[str, Any]) -> None:
                 f"params:explainability.captions[{index}] is an empty phrase ({caption!r}); "
                 "remove it or write the caption"
             )
+    contrast = params.get("contrast_caption")
+    if contrast is not None and (not isinstance(contrast, str) or not contrast.strip()):
+        raise ExplainabilityParameterError(
+            f"params:explainability.contrast_caption is an empty phrase ({contrast!r}); write one or use null"
+        )
     unknown = set(params.get("heads") or []) - set(HEAD_VARIANTS)
     if unknown:
         raise ExplainabilityParameterError(
@@ -216,6 +221,8 @@ def compute_heatmaps(
 
     texts = sorted(set(heatmap_plan.loc[heatmap_plan["kind"] == "caption", "text"]))
     text_embeddings = dict(zip(texts, medclip_encoder.encode_texts(texts))) if texts else {}
+    contrast = params.get("contrast_caption")
+    contrast_embedding = medclip_encoder.encode_texts([contrast])[0] if contrast and texts else None
 
     head_modules: dict[str, torch.nn.Module] = {}
     for stored in (residual_1_heads, residual_2_heads):
@@ -226,7 +233,7 @@ def compute_heatmaps(
 
     def target_for(row: Any) -> Any:
         if row.kind == "caption":
-            return SimilarityTarget(text_embeddings[row.text], label=row.text)
+            return SimilarityTarget(text_embeddings[row.text], label=row.text, contrast_embedding=contrast_embedding)
         if row.head not in head_modules:
             raise KeyError(f"head {row.head!r} is not in residual_1_heads / residual_2_heads")
         if row.head not in models:
