@@ -223,6 +223,8 @@ def compute_heatmaps(
     text_embeddings = dict(zip(texts, medclip_encoder.encode_texts(texts))) if texts else {}
     contrast = params.get("contrast_caption")
     contrast_embedding = medclip_encoder.encode_texts([contrast])[0] if contrast and texts else None
+    # a caption that is the contrast phrase itself (a normal study's report) keeps its plain target
+    plain_texts = {t for t in texts if contrast and t.strip().lower() == contrast.strip().lower()}
 
     head_modules: dict[str, torch.nn.Module] = {}
     for stored in (residual_1_heads, residual_2_heads):
@@ -233,7 +235,8 @@ def compute_heatmaps(
 
     def target_for(row: Any) -> Any:
         if row.kind == "caption":
-            return SimilarityTarget(text_embeddings[row.text], label=row.text, contrast_embedding=contrast_embedding)
+            contrast_for_row = None if row.text in plain_texts else contrast_embedding
+            return SimilarityTarget(text_embeddings[row.text], label=row.text, contrast_embedding=contrast_for_row)
         if row.head not in head_modules:
             raise KeyError(f"head {row.head!r} is not in residual_1_heads / residual_2_heads")
         if row.head not in models:
@@ -262,11 +265,16 @@ def compute_heatmaps(
             pixels = torch.stack([images(paths[row.image_id]) for row in chunk])
             maps[start : start + len(chunk)] = explainer.explain_batch(pixels, [target_for(row) for row in chunk])
     logger.info("%d heatmaps (%s on %s) for %d images", len(rows), method, layer_name, heatmap_plan["image_id"].nunique())
+    n_plain = int(heatmap_plan["text"].isin(plain_texts).sum()) if plain_texts else 0
+    if n_plain:
+        logger.info("%d caption heatmap(s) whose caption is the contrast caption %r used the plain similarity", n_plain, contrast)
     return {
         "tensors": {"heatmaps": maps},
         "metadata": {
             "method": method,
             "target_layer": layer_name,
+            "contrast_caption": contrast if contrast_embedding is not None else None,
+            "n_plain_contrast_targets": n_plain,
             "image_size": size,
             "profile": getattr(medclip_encoder, "profile", ""),
             "image_id": heatmap_plan["image_id"].tolist(),
@@ -417,6 +425,8 @@ def summarise_metrics(
     return {
         "method": metadata.get("method"),
         "target_layer": metadata.get("target_layer"),
+        "contrast_caption": metadata.get("contrast_caption"),
+        "n_plain_contrast_targets": metadata.get("n_plain_contrast_targets", 0),
         "image_size": metadata.get("image_size"),
         "scoring": {
             "hit": "maximum of the heatmap, upsampled to the original image, inside the region",
