@@ -190,6 +190,19 @@ def test_grid_figure(outputs: dict) -> None:
     assert len(figure.axes) == 3 * 4
 
 
+def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: dict, outputs: dict) -> None:
+    # img003's report is "no finding": as the contrast it keeps the plain target (no error)
+    contrasted = _run(study["inputs"], {**PARAMS, "contrast_caption": "no finding"})
+    metadata = contrasted["explainability_metrics"]
+    assert metadata["contrast_caption"] == "no finding" and metadata["n_plain_contrast_targets"] == 1
+    plan = contrasted["heatmap_plan"]
+    plain, contrast = outputs["heatmaps"]["tensors"]["heatmaps"], contrasted["heatmaps"]["tensors"]["heatmaps"]
+    own_report = ((plan["image_id"] == "img003") & (plan["target_id"] == "caption:report")).to_numpy()
+    captions = (plan["kind"] == "caption").to_numpy() & ~own_report
+    np.testing.assert_array_equal(contrast[own_report], plain[own_report])
+    assert not np.allclose(contrast[captions].astype(np.float32), plain[captions].astype(np.float32))
+
+
 def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) -> None:
     with pytest.raises(ExplainabilityParameterError, match=r"captions\[1\] is an empty phrase"):
         _run(study["inputs"], {**PARAMS, "captions": [CAPTIONS[0], "  "]})
