@@ -51,7 +51,6 @@ from medclip.modeling_medclip import (
 from torch import nn
 from transformers import BertConfig, PretrainedConfig, SwinConfig
 
-from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.tokenizer import build_word_tokenizer
 
@@ -401,7 +400,7 @@ def load_published_encoder(params: Mapping[str, Any], device: str | torch.device
     encoder = MedCLIPEncoder(
         model=model, tokenizer=tokenizer, profile=profile, image_size=image_size, text_max_length=max_length
     )
-    return encoder.to(resolve_device(device))
+    return encoder.to(device)
 
 
 def stage_grids(swin: SwinConfig) -> list[int]:
@@ -455,7 +454,7 @@ def build_demo_encoder(
     encoder = MedCLIPEncoder(
         model=model, tokenizer=tokenizer, profile="demo", image_size=swin.image_size, text_max_length=max_length
     )
-    return encoder.to(resolve_device(device))
+    return encoder.to(device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,7 +524,7 @@ def load_encoder_folder(folder: str | Path, device: str | torch.device = "cpu") 
         image_size=int(config["image_size"]),
         text_max_length=max_length,
     )
-    return encoder.to(resolve_device(device))
+    return encoder.to(device)
 
 
 def load_encoder(params: Mapping[str, Any], device: str | torch.device = "cpu") -> MedCLIPEncoder:

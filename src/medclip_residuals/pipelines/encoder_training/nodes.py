@@ -33,6 +33,7 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from medclip_residuals.data.contract import CHEXPERT_FINDINGS
 from medclip_residuals.data.images import read_image
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD, preprocess_array
 from medclip_residuals.models.device import resolve_device
@@ -41,11 +42,6 @@ from medclip_residuals.models.medclip_loader import PUBLISHED_PROFILES, build_de
 
 logger = logging.getLogger(__name__)
 
-CHEXPERT_FINDINGS = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
-    "Fracture", "Support Devices",
-)
 TRAIN, TEST = "train", "test"
 # Black (0) after MedCLIP's normalisation: what augmentation fills uncovered pixels with.
 _BLACK = -MEDCLIP_MEAN / MEDCLIP_STD
