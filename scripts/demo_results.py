@@ -1,4 +1,4 @@
-"""Print the demo run's headline figures as Markdown (the README's "Demo results" tables).
+"""Print the demo run's headline figures as Markdown (the README's "Demo results" tables and heatmap scores).
 
     .venv/bin/python scripts/demo_results.py      # after `make run`: reads the newest versions
 """
@@ -42,6 +42,18 @@ def main() -> None:
               f"| {ci(two['auc']['residual_2'])} | {ci(two['accuracy']['image'])} "
               f"| {ci(two['accuracy']['residual_1'])} | {ci(two['accuracy']['residual_2'])} "
               f"| {two['majority_class_accuracy']:.3f} |")
+    explain = newest("explainability_metrics.json")
+    print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, contrast caption "
+          f"{explain.get('contrast_caption')!r}): pointing-game hit rate and mIoU, floor beside\n")
+    print("| group | finding | n | hit rate | floor | mIoU | floor |\n| --- | --- | --- | --- | --- | --- | --- |")
+    for row in explain["by_group"] + explain["by_group_and_finding"]:
+        print(f"| {row['group']} | {row.get('finding', 'all')} | {row['n']} "
+              f"| {row['hit_rate']:.3f} [{row['hit_rate_low']:.3f}, {row['hit_rate_high']:.3f}] "
+              f"| {row['floor_hit_rate']:.3f} | {row['miou']:.3f} | {row['floor_miou']:.3f} |")
+    for row in explain["interpretation"]:
+        agreement = row["caption_location_agreement"]
+        print(f"location agreement ({row['group']}): "
+              f"{'n/a' if agreement is None else f'{agreement:.3f}'} over {row['n_with_stated_location']} heatmaps")
 
 
 if __name__ == "__main__":

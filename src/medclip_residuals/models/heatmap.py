@@ -6,7 +6,8 @@ model, `ImageEmbeddingModel` (the vision encoder followed by L2 normalisation, t
 embedding `i` every pipeline uses), and puts what differs between explanations into the
 targets:
 
-- `SimilarityTarget(text_embedding)`: cosine similarity of `i` to a caption's embedding;
+- `SimilarityTarget(text_embedding)`: cosine similarity of `i` to a caption's embedding
+  (minus that to a contrast caption's embedding, when one is given);
 - `HeadTarget(heatmap_model, w)`: a regression head's probability on `i` (image-only head),
   on `i - w` (residual_1) or on `f(i) - w` (residual_2), `w` being *this image's* phenotype
   sentence embedding.

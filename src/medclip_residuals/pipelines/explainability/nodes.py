@@ -7,8 +7,9 @@ any model runs) -> `compute_heatmaps` (pytorch-grad-cam, batched) -> `score_heat
 CIs) -> `plot_caption_heatmap_grid`.
 
 Targets (models/heatmap.py): a caption's target is the cosine similarity of the image
-embedding to the caption's text embedding; a head's target is its probability through
-`HeatMapModel` (residual heads subtract the image's own `w` inside).
+embedding to the caption's text embedding, minus that to `contrast_caption` when set; a
+head's target is its probability through `HeatMapModel` (residual heads subtract the
+image's own `w` inside).
 """
 
 from __future__ import annotations
@@ -552,8 +553,13 @@ def plot_caption_heatmap_grid(
         for axis in axes[r]:
             axis.set_xticks([])
             axis.set_yticks([])
-    method = heatmaps.get("metadata", {}).get("method", "")
-    layer = heatmaps.get("metadata", {}).get("target_layer", "")
-    figure.suptitle(f"Caption heatmaps ({method} on {layer}); white: ground truth, +: maximum", fontsize=9)
+    metadata = heatmaps.get("metadata", {})
+    contrast = metadata.get("contrast_caption")
+    target = f", caption minus {contrast!r}" if contrast else ""
+    figure.suptitle(
+        f"Caption heatmaps ({metadata.get('method', '')} on {metadata.get('target_layer', '')}{target}); "
+        "white: ground truth, +: maximum",
+        fontsize=9,
+    )
     figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / figure.get_figheight()))  # room for the suptitle
     return figure
