@@ -16,6 +16,11 @@ Reads the latest versions from the Kedro catalog (run `make run` or the pipeline
     .venv/bin/python benchmarks/cam_layer_probe.py --methods hirescam,layercam \
         --layers model.encoder.layers.0.blocks.-1,model.encoder.layers.1.blocks.-1 --max-images 60
     .venv/bin/python benchmarks/cam_layer_probe.py --out data/08_reporting/cam_layer_probe.json
+    .venv/bin/python benchmarks/cam_layer_probe.py --methods hirescam --shifts 0 \
+        --layers "model.encoder.layers.0.blocks.-1+model.encoder.layers.1.blocks.-1"
+
+A layer entry may join several layers with '+' (their maps are averaged); --shifts sets the
+shift smoothing (maps of shifted copies averaged).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ def main() -> None:
     parser.add_argument("--tolerance-px", type=float, default=None, help="pointing-game tolerance (default: params)")
     parser.add_argument("--contrast-caption", default=None,
                         help="caption targets: similarity to the caption minus to this one (default: params)")
+    parser.add_argument("--shifts", default=None,
+                        help="shift smoothing, per-axis shifts in input px, e.g. -12,-6,0,6,12; 0: none (default: params)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write every result as JSON here")
     args = parser.parse_args()
@@ -89,12 +96,15 @@ def main() -> None:
         params["heads"] = []
     if args.tolerance_px is not None:
         params["scoring"] = {**params.get("scoring", {}), "hit_tolerance_px": args.tolerance_px}
+    if args.shifts is not None:
+        params["shift_smoothing_px"] = [int(v) for v in args.shifts.split(",")]
     if args.contrast_caption is not None:
         params["contrast_caption"] = args.contrast_caption or None
     heads = {k: inputs.get(k) for k in ("residual_1_heads", "residual_2_heads")}
     w_table = inputs.get("phenotype_sentence_embeddings")
     plan = plan_heatmaps(manifest, localizations, heads["residual_1_heads"], heads["residual_2_heads"], params, seed)
-    print(f"{manifest.shape[0]} {args.split} images with a localized finding, {len(plan)} heatmaps per method x layer")
+    print(f"{manifest.shape[0]} {args.split} images with a localized finding, {len(plan)} heatmaps per method x layer; "
+          f"shift smoothing {params.get('shift_smoothing_px', [0])} px, contrast caption {params.get('contrast_caption')!r}")
 
     results = []
     header = f"{'method':<10}{'layer':<36}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}{'mIoU':>7}{'floor':>7}{'s':>7}"

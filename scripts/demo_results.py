@@ -43,8 +43,9 @@ def main() -> None:
               f"| {ci(two['accuracy']['residual_1'])} | {ci(two['accuracy']['residual_2'])} "
               f"| {two['majority_class_accuracy']:.3f} |")
     explain = newest("explainability_metrics.json")
-    print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, contrast caption "
-          f"{explain.get('contrast_caption')!r}): pointing-game hit rate and mIoU, floor beside\n")
+    print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, shift smoothing "
+          f"{explain.get('shift_smoothing_px', [0])} px, contrast caption {explain.get('contrast_caption')!r}): "
+          "pointing-game hit rate and mIoU, floor beside\n")
     print("| group | finding | n | hit rate | floor | mIoU | floor |\n| --- | --- | --- | --- | --- | --- | --- |")
     for row in explain["by_group"] + explain["by_group_and_finding"]:
         print(f"| {row['group']} | {row.get('finding', 'all')} | {row['n']} "

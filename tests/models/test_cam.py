@@ -14,6 +14,9 @@ from medclip_residuals.models.cam import (
     CamExplainer,
     resolve_cam_method,
     resolve_target_layer,
+    resolve_target_layers,
+    shift_grid,
+    shift_image,
     swin_reshape_transform,
     token_grid,
 )
@@ -181,6 +184,78 @@ def test_every_required_method_runs_on_swin(swin: TinySwinVision) -> None:
             maps = explainer(x, _targets(2))
         assert maps.shape == (2, 64, 64), method
         assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1 + 1e-6, method
+
+
+def test_several_layers_average_their_scaled_maps(swin: TinySwinVision) -> None:
+    # pytorch-grad-cam computes one map per layer (each scaled to [0, 1] and resized), averages
+    # them and scales the mean; each layer's part must be that layer's own map
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 64, 64)
+    targets = _targets(2, seed=5)
+    layers = ["model.encoder.layers.0.blocks.0", "model.encoder.layers.1.blocks.0"]
+    singles = []
+    for layer in layers:
+        with CamExplainer(swin, "hirescam", layer, progress=False) as explainer:
+            singles.append(explainer(x, targets))
+    with CamExplainer(swin, "hirescam", layers, progress=False) as explainer:
+        assert explainer.layer_name == " + ".join(layers)
+        parts = []
+        aggregate = explainer.cam.aggregate_multi_layers
+        explainer.cam.aggregate_multi_layers = lambda per_layer: parts.append(per_layer) or aggregate(per_layer)
+        both = explainer(x, targets)
+    per_layer = np.concatenate(parts[0], axis=1)  # (B, layers, H, W), in the order given
+    for k in range(2):
+        np.testing.assert_allclose(scale_cam_image(per_layer[:, k]), singles[k], atol=1e-4)
+    np.testing.assert_allclose(both, scale_cam_image(per_layer.mean(axis=1)), atol=1e-5)
+    assert not np.allclose(both, singles[0], atol=1e-2)  # the second layer counts
+    with CamExplainer(swin, "hirescam", " + ".join(layers), progress=False) as explainer:
+        np.testing.assert_allclose(explainer(x, targets), both, atol=1e-6)
+
+
+def test_several_layers_bad_names_fail(swin: TinySwinVision) -> None:
+    with pytest.raises(ValueError, match="twice"):
+        resolve_target_layers(swin, ["model.layernorm", "model.layernorm"])
+    with pytest.raises(ValueError, match="empty"):
+        resolve_target_layers(swin, [])
+    with pytest.raises(ValueError, match="empty"):
+        resolve_target_layers(swin, "model.layernorm + ")
+    with pytest.raises(ValueError, match="does not exist"):
+        CamExplainer(swin, "hirescam", ["model.layernorm", "model.encoder.layers.9"], progress=False)
+
+
+def test_shift_image_moves_content_and_replicates_edges() -> None:
+    image = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
+    moved = shift_image(image, 1, -2)  # one row down, two columns left
+    np.testing.assert_array_equal(moved[0, 0, 1:, :3].numpy(), image[0, 0, :4, 2:].numpy())
+    np.testing.assert_array_equal(moved[0, 0, 0, :3].numpy(), image[0, 0, 0, 2:].numpy())  # top row replicated
+    np.testing.assert_array_equal(moved[0, 0, 1:, 3:].numpy(), image[0, 0, :4, 4:].repeat(1, 2).numpy())
+    assert shift_image(image, 0, 0) is image
+    with pytest.raises(ValueError, match="does not fit"):
+        shift_image(image, 5, 0)
+    assert shift_grid([-1, 0, 1]) == [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    with pytest.raises(ValueError, match="twice"):
+        shift_grid([0, 0])
+
+
+def test_shift_smoothing_is_the_mean_of_maps_of_shifted_images(swin: TinySwinVision) -> None:
+    torch.manual_seed(6)
+    x = torch.randn(2, 3, 64, 64)
+    targets = _targets(2, seed=7)
+    layer = "model.encoder.layers.0.blocks.0"
+    with CamExplainer(swin, "hirescam", layer, progress=False) as plain:
+        expected = []
+        for dy in (-4, 0, 4):
+            for dx in (-4, 0, 4):
+                maps = plain(shift_image(x, dy, dx), targets)
+                expected.append(shift_image(torch.from_numpy(maps)[:, None], -dy, -dx)[:, 0].numpy())
+        unshifted = plain(x, targets)
+    with CamExplainer(swin, "hirescam", layer, progress=False, shifts_px=[-4, 0, 4]) as smoothed:
+        maps = smoothed(x, targets)
+        assert len(smoothed.shifts) == 9
+    np.testing.assert_allclose(maps, np.mean(expected, axis=0), atol=1e-4)
+    assert not np.allclose(maps, unshifted, atol=1e-2)
+    with CamExplainer(swin, "hirescam", layer, progress=False, shifts_px=[0]) as off:
+        np.testing.assert_allclose(off(x, targets), unshifted, atol=1e-6)
 
 
 def test_one_target_per_image_is_enforced(swin: TinySwinVision) -> None:

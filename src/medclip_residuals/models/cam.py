@@ -4,9 +4,12 @@
 - `resolve_target_layer(vision_encoder, name)`: a dotted module path of the vision
   encoder ("model.encoder.layers.0.blocks.1", "model.layernorm", "model.layer4" for the
   ResNet profile; negative list indices allowed: "model.encoder.layers.-1.blocks.-1").
+  `resolve_target_layers` takes several ("a + b" or a list): their maps are averaged.
 - `swin_reshape_transform(tokens, input_hw)`: Swin's (B, L, C) tokens -> (B, C, H, W),
   with (H, W) the stage's real grid, derived from L and the input size.
-- `CamExplainer`: many images per call, one target per image, a progress bar.
+- `CamExplainer`: many images per call, one target per image, a progress bar; optional
+  shift smoothing (maps of shifted copies of the image, shifted back and averaged, through
+  pytorch-grad-cam's `aug_smooth`).
 
 Which tensor a layer name stands for: the module's output, or the first tensor of it when
 the module returns a tuple (HF Swin blocks and stages do). That is the tensor the rest of
@@ -24,10 +27,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+import ttach
 from pytorch_grad_cam import (
     EigenCAM,
     EigenGradCAM,
     GradCAM,
+    GradCAMElementWise,
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
@@ -49,6 +55,7 @@ CAM_METHODS: dict[str, type[BaseCAM]] = {
     "scorecam": ScoreCAM,
     "xgradcam": XGradCAM,
     "eigengradcam": EigenGradCAM,
+    "gradcamelementwise": GradCAMElementWise,
 }
 _ALIASES = {"gradcamplusplus": "gradcam++", "gradcampp": "gradcam++"}
 
@@ -104,6 +111,29 @@ def resolve_target_layer(vision_encoder: nn.Module, name: str) -> tuple[str, nn.
         canonical.append(part)
         module = child
     return ".".join(canonical), module
+
+
+def resolve_target_layers(vision_encoder: nn.Module, names: str | Sequence[str]) -> tuple[list[str], list[nn.Module]]:
+    """One or several target layers: a dotted path, a list of them, or paths joined by '+'.
+
+    pytorch-grad-cam computes one map per layer, scales each to [0, 1] and averages them.
+    Raises ValueError for an empty selection or any unknown name.
+    """
+    if isinstance(names, str):
+        names = [part for part in names.split("+")] if names.strip() else []
+    names = [str(name).strip() for name in names]
+    if not names or not all(names):
+        raise ValueError(f"the CAM target layer name is empty ({names!r})")
+    resolved = [resolve_target_layer(vision_encoder, name) for name in names]
+    canonical = [name for name, _ in resolved]
+    if len(set(canonical)) != len(canonical):
+        raise ValueError(f"target layers {canonical} name a layer twice")
+    return canonical, [module for _, module in resolved]
+
+
+def layer_label(names: Sequence[str]) -> str:
+    """Target layers as one string: 'a' or 'a + b'."""
+    return " + ".join(names)
 
 
 def token_grid(num_tokens: int, input_hw: Sequence[int]) -> tuple[int, int]:
@@ -162,6 +192,56 @@ class _Tap(nn.Identity):
     passed through this identity, and the identity is what pytorch-grad-cam hooks."""
 
 
+def shift_image(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (B, C, H, W) moved by (dy, dx) pixels (down, right), the edges replicated."""
+    if dy == 0 and dx == 0:
+        return images
+    height, width = images.shape[-2:]
+    if abs(dy) >= height or abs(dx) >= width:
+        raise ValueError(f"a shift of ({dy}, {dx}) px does not fit an image of {height}x{width}")
+    padded = F.pad(images, (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0)), mode="replicate")
+    top, left = max(-dy, 0), max(-dx, 0)
+    return padded[..., top : top + height, left : left + width]
+
+
+class Shift(ttach.base.DualTransform):
+    """Test-time translation for pytorch-grad-cam's `aug_smooth`: the image is shifted by
+    each (dy, dx), its map shifted back, and the maps averaged. ttach (grad-cam's own
+    test-time-augmentation library) has flips, scales and intensities but no translation.
+
+    Why: a Swin stage's map is quantised to its token grid (4 input px at stage 0) and its
+    windows, so the maximum of one map jumps between neighbouring tokens on a finding's
+    edge; averaging over small shifts keeps the heat that follows the finding.
+    """
+
+    identity_param = (0, 0)
+
+    def __init__(self, shifts: Sequence[tuple[int, int]]) -> None:
+        super().__init__("shift", [(int(dy), int(dx)) for dy, dx in shifts])
+
+    def apply_aug_image(self, image: torch.Tensor, shift: tuple[int, int] = (0, 0), **kwargs: object) -> torch.Tensor:
+        return shift_image(image, shift[0], shift[1])
+
+    def apply_deaug_mask(self, mask: torch.Tensor, shift: tuple[int, int] = (0, 0), **kwargs: object) -> torch.Tensor:
+        return shift_image(mask, -shift[0], -shift[1])
+
+    def apply_deaug_label(self, label: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        return label
+
+    def apply_deaug_keypoints(self, keypoints: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        raise NotImplementedError("Shift moves images and maps only")
+
+
+def shift_grid(shifts_px: Sequence[int]) -> list[tuple[int, int]]:
+    """Every (dy, dx) pair of the per-axis shifts, e.g. [-6, 0, 6] -> 9 pairs."""
+    values = [int(v) for v in shifts_px]
+    if not values:
+        raise ValueError("shift smoothing needs at least one shift (use [0] for none)")
+    if len(set(values)) != len(values):
+        raise ValueError(f"shift smoothing lists a shift twice: {values}")
+    return [(dy, dx) for dy in values for dx in values]
+
+
 class CamExplainer:
     """Heatmaps for many images, one target per image, through one pytorch-grad-cam object.
 
@@ -178,14 +258,16 @@ class CamExplainer:
         self,
         vision_encoder: nn.Module,
         method: str = "gradcam",
-        target_layer: str = "model.layernorm",
+        target_layer: str | Sequence[str] = "model.layernorm",
         batch_size: int = 16,
         progress: bool = True,
         device: torch.device | str | None = None,
+        shifts_px: Sequence[int] = (0,),
     ) -> None:
         self.method_class = resolve_cam_method(method)
         self.method = method
-        self.layer_name, layer = resolve_target_layer(vision_encoder, target_layer)
+        self.layer_names, layers = resolve_target_layers(vision_encoder, target_layer)
+        self.layer_name = layer_label(self.layer_names)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -193,22 +275,31 @@ class CamExplainer:
         self.model = ImageEmbeddingModel(vision_encoder).eval()
         self.device = torch.device(device) if device is not None else next(vision_encoder.parameters()).device
         self.model.to(self.device)
-        self._tap = _Tap()
-        self._active = False  # only this explainer's own calls go through its tap
-        self._hook = layer.register_forward_hook(self._pass_through_tap)
+        self._taps = [_Tap() for _ in layers]
+        self._active = False  # only this explainer's own calls go through its taps
+        self._hooks = [
+            layer.register_forward_hook(self._pass_through(tap, name))
+            for layer, tap, name in zip(layers, self._taps, self.layer_names)
+        ]
         self.reshape = ActivationReshape()
-        self.cam = self.method_class(model=self.model, target_layers=[self._tap], reshape_transform=self.reshape)
+        # several layers: pytorch-grad-cam scales each layer's map to [0, 1] and averages them
+        self.cam = self.method_class(model=self.model, target_layers=self._taps, reshape_transform=self.reshape)
         self.cam.batch_size = self.batch_size  # ScoreCAM's batch of masked copies
+        self.shifts = shift_grid(shifts_px)
+        self.aug_smooth = self.shifts != [(0, 0)]
+        if self.aug_smooth:
+            self.cam.tta_transforms = ttach.Compose([Shift(self.shifts)])
 
-    def _pass_through_tap(self, module: nn.Module, inputs: object, output: object) -> None:
-        if not self._active:
-            return
-        tensor = _first_tensor(output)
-        if tensor is None:
-            raise TypeError(
-                f"target layer {self.layer_name!r} returns {type(output).__name__}, not a tensor"
-            )
-        self._tap(tensor)  # returns the same tensor: the tap's hooks see what flows on
+    def _pass_through(self, tap: _Tap, name: str) -> Callable:
+        def hook(module: nn.Module, inputs: object, output: object) -> None:
+            if not self._active:
+                return
+            tensor = _first_tensor(output)
+            if tensor is None:
+                raise TypeError(f"target layer {name!r} returns {type(output).__name__}, not a tensor")
+            tap(tensor)  # returns the same tensor: the tap's hooks see what flows on
+
+        return hook
 
     @contextmanager
     def _frozen(self) -> Iterator[None]:
@@ -232,7 +323,7 @@ class CamExplainer:
         self._active = True
         try:
             with self._frozen():
-                maps = self.cam(input_tensor=batch, targets=list(targets))
+                maps = self.cam(input_tensor=batch, targets=list(targets), aug_smooth=self.aug_smooth)
         finally:
             self._active = False
             self.cam.activations_and_grads.clear()
@@ -261,7 +352,8 @@ class CamExplainer:
 
     def close(self) -> None:
         """Remove every hook this explainer put on the encoder."""
-        self._hook.remove()
+        for hook in self._hooks:
+            hook.remove()
         self.cam.activations_and_grads.release()
 
     def __enter__(self) -> CamExplainer:

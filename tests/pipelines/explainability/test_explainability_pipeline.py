@@ -212,6 +212,34 @@ def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) ->
         _run(study["inputs"], {**PARAMS, "method": "gradcan"})
 
 
+def test_bad_shift_smoothing_fails_before_any_heatmap(study: dict) -> None:
+    for shifts, message in (([0, 0], "lists a shift twice"), ([], "at least one shift"), ([1.5], "whole pixels"),
+                            ("4", "whole pixels"), ([-32, 0], "below the 32-px input")):
+        with pytest.raises(ExplainabilityParameterError, match=message):
+            _run(study["inputs"], {**PARAMS, "shift_smoothing_px": shifts})
+
+
+def test_several_layers_and_shift_smoothing_reach_the_maps(study: dict) -> None:
+    layers = ["model.encoder.layers.0.blocks.-1", "model.encoder.layers.1.blocks.-1"]
+    params = {**PARAMS, "method": "hirescam", "target_layer": layers, "shift_smoothing_px": [-2, 0, 2],
+              "heads": [], "captions": CAPTIONS[:1], "include_report_captions": False}
+    result = _run(study["inputs"], params)
+    heatmaps, plan = result["heatmaps"], result["heatmap_plan"]
+    assert heatmaps["metadata"]["target_layer"] == "model.encoder.layers.0.blocks.0 + model.encoder.layers.1.blocks.0"  # one block per stage
+    assert heatmaps["metadata"]["shift_smoothing_px"] == [-2, 0, 2]
+    assert result["explainability_metrics"]["shift_smoothing_px"] == [-2, 0, 2]
+    encoder = study["inputs"]["medclip_encoder"]
+    pixels = preprocess_image(study["inputs"]["image_manifest"].loc[0, "image_path"], 32)[None]
+    target = SimilarityTarget(encoder.encode_texts(CAPTIONS[:1])[0])
+    with CamExplainer(encoder.vision_model, "hirescam", layers, progress=False, shifts_px=[-2, 0, 2]) as explainer:
+        expected = explainer(pixels, [target])[0]
+    with CamExplainer(encoder.vision_model, "hirescam", layers, progress=False) as explainer:
+        unsmoothed = explainer(pixels, [target])[0]
+    row = plan.index[plan["image_id"] == "img000"][0]
+    np.testing.assert_allclose(heatmaps["tensors"]["heatmaps"][row].astype(np.float32), expected, atol=2e-3)
+    assert not np.allclose(expected, unsmoothed, atol=1e-2)
+
+
 def test_unknown_layer_lists_the_valid_ones(study: dict) -> None:
     with pytest.raises(ValueError, match=r"'model.encoder.layers.5' does not exist.*model\.layernorm"):
         _run(study["inputs"], {**PARAMS, "target_layer": "model.encoder.layers.5"})

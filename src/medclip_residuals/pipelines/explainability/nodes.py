@@ -2,7 +2,8 @@
 against the ground-truth regions, interpreted, and drawn as a grid.
 
 Flow: `plan_heatmaps` (which image x target pairs; every bad parameter fails here, before
-any model runs) -> `compute_heatmaps` (pytorch-grad-cam, batched) -> `score_heatmaps`
+any model runs) -> `compute_heatmaps` (pytorch-grad-cam, batched, one or several target
+layers, optionally shift-smoothed) -> `score_heatmaps`
 (pointing game, Otsu mIoU, centred-Gaussian floor, interpretation; per-finding bootstrap
 CIs) -> `plot_caption_heatmap_grid`.
 
@@ -42,7 +43,7 @@ from medclip_residuals.explain.scoring import (
     summarise_scores,
     upsample_heatmap,
 )
-from medclip_residuals.models.cam import CamExplainer, resolve_cam_method, resolve_target_layer
+from medclip_residuals.models.cam import CamExplainer, layer_label, resolve_cam_method, resolve_target_layers, shift_grid
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.heads import heads_from_tensors
@@ -82,6 +83,15 @@ def _check_params(params: Mapping[str, Any]) -> None:
         raise ExplainabilityParameterError("params:explainability.head_images must be 'localized' or 'all'")
     if int(params.get("batch_size", 16)) < 1:
         raise ExplainabilityParameterError("params:explainability.batch_size must be >= 1")
+    shifts = params.get("shift_smoothing_px", [0])
+    if not isinstance(shifts, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in shifts):
+        raise ExplainabilityParameterError(
+            f"params:explainability.shift_smoothing_px must be a list of whole pixels, e.g. [-6, 0, 6]; got {shifts!r}"
+        )
+    try:
+        shift_grid(shifts)
+    except ValueError as error:
+        raise ExplainabilityParameterError(f"params:explainability.shift_smoothing_px: {error}") from None
 
 
 def findings_named_in(text: str, synonyms: Mapping[str, str] | None = None) -> list[str]:
@@ -211,7 +221,8 @@ def compute_heatmaps(
     method = params.get("method", "gradcam")
     layer = params.get("target_layer", "model.layernorm")
     vision = medclip_encoder.vision_model
-    layer_name, _ = resolve_target_layer(vision, layer)  # a clear error before any work
+    layer_names, _ = resolve_target_layers(vision, layer)  # a clear error before any work
+    layer_name = layer_label(layer_names)
     torch_device = resolve_device(device)
     medclip_encoder.to(torch_device)
 
@@ -258,14 +269,22 @@ def compute_heatmaps(
     size = int(medclip_encoder.image_size)
     images = _ImageCache(size)
     batch_size = int(params.get("batch_size", 16))
+    shifts = list(params.get("shift_smoothing_px", [0]))
+    if max(abs(v) for v in shifts) >= size:
+        raise ExplainabilityParameterError(f"params:explainability.shift_smoothing_px {shifts} must stay below the {size}-px input")
     maps = np.zeros((len(heatmap_plan), size, size), dtype=np.float16)
     rows = list(heatmap_plan.itertuples(index=False))
-    with CamExplainer(vision, method, layer_name, batch_size=batch_size, progress=False, device=torch_device) as explainer:
+    with CamExplainer(
+        vision, method, layer_names, batch_size=batch_size, progress=False, device=torch_device, shifts_px=shifts
+    ) as explainer:
         for start in tqdm(range(0, len(rows), batch_size), desc=f"{method} heatmaps", unit="batch"):
             chunk = rows[start : start + batch_size]
             pixels = torch.stack([images(paths[row.image_id]) for row in chunk])
             maps[start : start + len(chunk)] = explainer.explain_batch(pixels, [target_for(row) for row in chunk])
-    logger.info("%d heatmaps (%s on %s) for %d images", len(rows), method, layer_name, heatmap_plan["image_id"].nunique())
+    logger.info(
+        "%d heatmaps (%s on %s, %d shift(s) averaged) for %d images",
+        len(rows), method, layer_name, len(explainer.shifts), heatmap_plan["image_id"].nunique(),
+    )
     n_plain = int(heatmap_plan["text"].isin(plain_texts).sum()) if plain_texts else 0
     if n_plain:
         logger.info("%d caption heatmap(s) whose caption is the contrast caption %r used the plain similarity", n_plain, contrast)
@@ -274,6 +293,7 @@ def compute_heatmaps(
         "metadata": {
             "method": method,
             "target_layer": layer_name,
+            "shift_smoothing_px": [int(v) for v in shifts],
             "contrast_caption": contrast if contrast_embedding is not None else None,
             "n_plain_contrast_targets": n_plain,
             "image_size": size,
@@ -426,6 +446,7 @@ def summarise_metrics(
     return {
         "method": metadata.get("method"),
         "target_layer": metadata.get("target_layer"),
+        "shift_smoothing_px": metadata.get("shift_smoothing_px", [0]),
         "contrast_caption": metadata.get("contrast_caption"),
         "n_plain_contrast_targets": metadata.get("n_plain_contrast_targets", 0),
         "image_size": metadata.get("image_size"),
@@ -556,10 +577,12 @@ def plot_caption_heatmap_grid(
     metadata = heatmaps.get("metadata", {})
     contrast = metadata.get("contrast_caption")
     target = f", caption minus {contrast!r}" if contrast else ""
+    shifts = list(metadata.get("shift_smoothing_px", [0]))
+    smoothing = f", mean of {len(shifts) ** 2} shifted copies" if shifts != [0] else ""
     figure.suptitle(
-        f"Caption heatmaps ({metadata.get('method', '')} on {metadata.get('target_layer', '')}{target}); "
+        f"Caption heatmaps ({metadata.get('method', '')} on {metadata.get('target_layer', '')}{smoothing}{target});\n"
         "white: ground truth, +: maximum",
         fontsize=9,
     )
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.35 / figure.get_figheight()))  # room for the suptitle
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.55 / figure.get_figheight()))  # room for the suptitle
     return figure
