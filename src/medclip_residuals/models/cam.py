@@ -120,7 +120,7 @@ def resolve_target_layers(vision_encoder: nn.Module, names: str | Sequence[str])
     Raises ValueError for an empty selection or any unknown name.
     """
     if isinstance(names, str):
-        names = [part for part in names.split("+")] if names.strip() else []
+        names = names.split("+") if names.strip() else []
     names = [str(name).strip() for name in names]
     if not names or not all(names):
         raise ValueError(f"the CAM target layer name is empty ({names!r})")

@@ -578,7 +578,7 @@ def plot_caption_heatmap_grid(
     contrast = metadata.get("contrast_caption")
     target = f", caption minus {contrast!r}" if contrast else ""
     shifts = list(metadata.get("shift_smoothing_px", [0]))
-    smoothing = f", mean of {len(shifts) ** 2} shifted copies" if shifts != [0] else ""
+    smoothing = f", mean of {len(shift_grid(shifts))} shifted copies" if shifts != [0] else ""
     figure.suptitle(
         f"Caption heatmaps ({metadata.get('method', '')} on {metadata.get('target_layer', '')}{smoothing}{target});\n"
         "white: ground truth, +: maximum",
