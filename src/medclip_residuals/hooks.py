@@ -1,7 +1,9 @@
-"""Project hooks: a clear error for missing inputs, and a one-line log per node."""
+"""Project hooks: a clear error for missing inputs, no demo data over a user's folder, the
+provenance of every output (data_root and encoder), and a one-line log per node."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,13 +12,42 @@ import numpy as np
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 
+from medclip_residuals.data.folders import (
+    DEMO_MARKER,
+    absolute_root,
+    demo_target_refusal,
+    is_demo_folder,
+)
+from medclip_residuals.utils.provenance import encoder_record, is_tensor_dict, provenance_of, stamp
+
 logger = logging.getLogger(__name__)
 
-DEMO_MARKER = ".medclip_residuals_demo"
+__all__ = [
+    "DEMO_MARKER",
+    "DataRootMismatchError",
+    "MissingInputsError",
+    "MissingInputsHook",
+    "ProgressLoggingHook",
+    "RunProvenanceHook",
+    "UnsafeDemoTargetError",
+]
+
+# The dataset folder itself (DATA_CONTRACT.md): the user's files, never stamped or checked.
+RAW_DATASETS = frozenset({"manifest", "localizations", "demo_images", "demo_masks", "demo_marker"})
+# Datasets whose contents come from the encoder, so that a run using them names the encoder.
+ENCODER_PRODUCTS = frozenset({"medclip_encoder", "image_embeddings", "caption_embeddings", "phenotype_embeddings"})
 
 
 class MissingInputsError(RuntimeError):
     """A pipeline was started before the datasets it reads were produced."""
+
+
+class UnsafeDemoTargetError(RuntimeError):
+    """demo_data was pointed at a folder that may hold a user's data."""
+
+
+class DataRootMismatchError(RuntimeError):
+    """An input of this run was made from another data_root than this run's."""
 
 
 def _producers() -> dict[str, list[str]]:
@@ -40,11 +71,15 @@ def _producers() -> dict[str, list[str]]:
     return producers
 
 
-def _dataset_path(catalog: Any, name: str) -> str | None:
+def _get_dataset(catalog: Any, name: str) -> Any:
     try:
-        dataset = catalog.get(name) if hasattr(catalog, "get") else catalog._get_dataset(name)
+        return catalog.get(name) if hasattr(catalog, "get") else catalog._get_dataset(name)
     except Exception:  # noqa: BLE001 - describing a dataset must never break a run
         return None
+
+
+def _dataset_path(catalog: Any, name: str) -> str | None:
+    dataset = _get_dataset(catalog, name)
     for attr in ("_filepath", "_path", "filepath", "path"):
         value = getattr(dataset, attr, None)
         if value:
@@ -52,16 +87,39 @@ def _dataset_path(catalog: Any, name: str) -> str | None:
     return None
 
 
-class MissingInputsHook:
-    """Fail at once, naming the pipeline to run, when a pipeline's inputs do not exist.
+def _context_roots(context: Any) -> tuple[str | None, str | None]:
+    """(this run's data_root, the demo's default data_root), both absolute."""
+    base = getattr(context, "project_path", None)
+    params = getattr(context, "params", None) or {}
+    data_root = params.get("data_root")
+    try:
+        demo_root = context.config_loader["globals"].get("demo_root")
+    except Exception:  # noqa: BLE001 - an environment without globals has no demo default
+        demo_root = None
+    return (
+        absolute_root(data_root, base) if data_root else None,
+        absolute_root(demo_root, base) if demo_root else None,
+    )
 
-    Also refuses to let `demo_data` write over a user's own dataset.
+
+class MissingInputsHook:
+    """Fail at once, naming what to do, when a pipeline's inputs do not exist.
+
+    Also refuses to let `demo_data` write into a folder that is neither empty nor the demo's
+    own (`data/folders.py`), before anything is written.
     """
+
+    def __init__(self) -> None:
+        self._data_root: str | None = None
+        self._demo_root: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._data_root, self._demo_root = _context_roots(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        produced_here = pipeline.all_outputs()
-        if "manifest" in produced_here:
+        if "manifest" in pipeline.all_outputs():
             self._guard_demo_target(catalog)
         missing = []
         for name in sorted(pipeline.inputs()):
@@ -78,30 +136,157 @@ class MissingInputsHook:
         producers = _producers()
         lines = []
         for name in missing:
-            makers = producers.get(name)
             where = _dataset_path(catalog, name)
-            hint = (
-                f"run `kedro run --pipelines {','.join(makers)}` first"
-                if makers
-                else "it is an input of the project: see docs on bringing your own data"
-            )
-            lines.append(f"  - {name}{f' ({where})' if where else ''}: {hint}")
+            lines.append(f"  - {name}{f' ({where})' if where else ''}: {self._hint(name, producers.get(name), where)}")
         raise MissingInputsError(
             "These inputs of the selected pipelines do not exist yet:\n" + "\n".join(lines)
         )
+
+    def _hint(self, name: str, makers: list[str] | None, where: str | None) -> str:
+        if name in RAW_DATASETS and not self._is_demo_root(where):
+            # a user's own dataset: the demo generator must never be offered for it
+            return (
+                "it is part of your dataset: write it as docs/DATA_CONTRACT.md describes "
+                "(manifest.csv: one row per image with image_id and image_path)"
+            )
+        if makers:
+            return f"run `kedro run --pipelines {','.join(makers)}` first"
+        return "it is an input of the project: see docs/DATA_CONTRACT.md on bringing your own data"
+
+    def _is_demo_root(self, where: str | None) -> bool:
+        root = Path(where).parent if where else None
+        if root is not None and is_demo_folder(root):
+            return True
+        return self._demo_root is not None and self._data_root == self._demo_root
 
     @staticmethod
     def _guard_demo_target(catalog: Any) -> None:
         manifest_path = _dataset_path(catalog, "manifest")
         if not manifest_path:
             return
-        root = Path(manifest_path).parent
-        if (root / "manifest.csv").exists() and not (root / DEMO_MARKER).exists():
-            raise MissingInputsError(
-                f"demo_data would write its phantom dataset into {root}, which already holds "
-                "a manifest.csv that the demo did not make. Run demo_data without "
-                "`--params data_root=...`, or point data_root at an empty folder."
+        refusal = demo_target_refusal(Path(manifest_path).parent)
+        if refusal:
+            raise UnsafeDemoTargetError(refusal)
+
+
+class RunProvenanceHook:
+    """Record where every output came from, and refuse inputs made from another data_root.
+
+    Every output of a run (tables, tensor dicts, JSON reports; not the dataset folder itself)
+    is stamped with this run's data_root and the encoder in use (its profile and what it was
+    trained on, `utils/provenance.py`); every stamped input is compared with this run's
+    data_root: a table or report made from another one stops the run, naming the pipeline to
+    rerun; a model (a tensor dict: heads, the map f) is applied with a warning. A run whose
+    data_root is not the demo's but whose encoder profile is `demo` says so at its start.
+    """
+
+    def __init__(self) -> None:
+        self._data_root: str | None = None
+        self._demo_root: str | None = None
+        self._profile: str | None = None
+        self._catalog: Any = None
+        self._encoder: dict[str, Any] | None = None
+        self._training_images: dict[str, int] | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._data_root, self._demo_root = _context_roots(context)
+        encoder = (getattr(context, "params", None) or {}).get("encoder") or {}
+        self._profile = encoder.get("profile") if isinstance(encoder, dict) else None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
+        self._catalog, self._encoder, self._training_images = catalog, None, None
+        if self._data_root is None or self._profile != "demo" or is_demo_folder(self._data_root):
+            return
+        if not ENCODER_PRODUCTS & set(pipeline.datasets()):
+            return
+        if "medclip_encoder" in pipeline.all_outputs():
+            what = "encoder_training will train the small demo encoder on this dataset"
+        else:
+            trained_on = _saved_encoder_trained_on(catalog)
+            what = f"the saved demo encoder was trained on {describe_trained_on(trained_on)}"
+        logger.warning(
+            "data_root %s is not the demo dataset, but encoder.profile is 'demo': %s (a small "
+            "MedCLIP-class model, not MedCLIP's published weights). For the published weights run "
+            "with `--env medclip_vit` (README: MedCLIP weights). Every metrics file of this run "
+            "records the encoder's profile and what it was trained on.",
+            self._data_root, what,
+        )
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name.startswith("params:") or dataset_name == "parameters" or dataset_name in RAW_DATASETS:
+            return
+        if dataset_name == "medclip_encoder":
+            self._encoder = encoder_record(data)
+            return
+        record = provenance_of(data)
+        if record is None:
+            return
+        made_from = record.get("data_root")
+        if self._data_root is not None and made_from and made_from != self._data_root:
+            if is_tensor_dict(data):
+                # a model (heads, a map) carries over to other data, as an encoder does: said, not stopped
+                logger.warning("%s was trained on data_root %s; this run applies it to %s", dataset_name, made_from, self._data_root)
+                return
+            makers = _producers().get(dataset_name, [])
+            rerun = (
+                f"Rerun `kedro run --pipelines {','.join(makers)} --params data_root={self._data_root}`"
+                if makers else "Make it again"
             )
+            raise DataRootMismatchError(
+                f"{dataset_name} was made from data_root {made_from}, but this run's data_root is "
+                f"{self._data_root}. {rerun} to make it from this dataset (or run with "
+                f"`--params data_root={made_from}`)."
+            )
+        if self._encoder is None and isinstance(record.get("encoder"), dict):
+            self._encoder = record["encoder"]
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name in RAW_DATASETS or self._data_root is None:
+            return
+        if dataset_name == "encoder_split" and isinstance(data, pd.DataFrame) and "split" in data:
+            train = data[data["split"] == "train"]
+            self._training_images = {"images": int(len(train)), "patients": int(train["patient_id"].nunique())}
+        if dataset_name == "medclip_encoder":
+            if hasattr(data, "trained_on") and not data.trained_on:
+                data.trained_on = self._training_record()
+            self._encoder = encoder_record(data)
+            return
+        record: dict[str, Any] = {"data_root": self._data_root}
+        if self._encoder is not None:
+            record["encoder"] = self._encoder
+        dataset = _get_dataset(self._catalog, dataset_name) if self._catalog is not None else None
+        stamp(data, record, json_report=type(dataset).__name__ == "JSONDataset")
+
+    def _training_record(self) -> dict[str, Any]:
+        """What an encoder trained in this run was trained on."""
+        record: dict[str, Any] = {"data_root": self._data_root, "demo_dataset": is_demo_folder(self._data_root)}
+        record.update(self._training_images or {})
+        return record
+
+
+def describe_trained_on(trained_on: dict[str, Any] | None) -> str:
+    """One phrase for a log line: what an encoder's `trained_on` record says."""
+    if not trained_on:
+        return "an unrecorded dataset (an encoder saved before training data was recorded)"
+    if "dataset" in trained_on:
+        return str(trained_on["dataset"])
+    kind = "the demo phantoms" if trained_on.get("demo_dataset") else "a dataset"
+    counts = f", {trained_on['images']} images of {trained_on['patients']} patients" if "images" in trained_on else ""
+    return f"{kind} at {trained_on.get('data_root')}{counts}"
+
+
+def _saved_encoder_trained_on(catalog: Any) -> dict[str, Any] | None:
+    """The `trained_on` record of the encoder this run would load, when it can be read."""
+    dataset = _get_dataset(catalog, "medclip_encoder")
+    try:
+        config = Path(str(dataset._get_load_path())) / "config.json"
+        return json.loads(config.read_text(encoding="utf-8")).get("trained_on")
+    except Exception:  # noqa: BLE001 - a published or missing encoder has no such file
+        return None
 
 
 def _describe(value: Any) -> str:

@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from medclip_residuals.hooks import MissingInputsHook, ProgressLoggingHook
+from medclip_residuals.hooks import MissingInputsHook, ProgressLoggingHook, RunProvenanceHook
 
-HOOKS = (MissingInputsHook(), ProgressLoggingHook())
+HOOKS = (MissingInputsHook(), RunProvenanceHook(), ProgressLoggingHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

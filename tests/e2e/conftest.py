@@ -56,6 +56,8 @@ explainability:
 def kedro_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(KEDRO_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # wide enough that rich does not break a long path inside a log message
+    env["COLUMNS"] = "400"
     return env
 
 

@@ -28,7 +28,17 @@ def test_demo_run_writes_every_layer(demo_run):
     embeddings = pd.read_parquet(latest(project, "data/04_feature/image_embeddings.parquet"))
     assert len(embeddings) == 72 and embeddings.shape[1] == 513
     metrics = json.loads(latest(project, "data/08_reporting/encoder_training_metrics.json").read_text())
-    assert metrics, "encoder training wrote empty metrics"
+    demo_root = str(project / "data/01_raw/demo_cxr")
+    trained_on = metrics["provenance"]["encoder"]["trained_on"]
+    assert metrics["provenance"]["data_root"] == demo_root
+    assert trained_on["data_root"] == demo_root and trained_on["demo_dataset"] is True
+    assert 0 < trained_on["images"] < 72  # the encoder's training patients only
+    # the encoder's record reaches pipelines that never load the encoder, through the embeddings
+    residual_metrics = json.loads(latest(project, "data/08_reporting/residual_1_metrics.json").read_text())
+    assert residual_metrics["provenance"]["encoder"] == metrics["provenance"]["encoder"]
+    assert pd.read_parquet(latest(project, "data/02_intermediate/image_manifest.parquet")).attrs["provenance"] == {
+        "data_root": demo_root
+    }
     for relative in (
         "data/03_primary/phenotype_table.parquet",
         "data/05_model_input/residuals_1.parquet",
@@ -71,23 +81,57 @@ def test_pipeline_started_before_its_inputs_exist_names_the_pipeline(tmp_path, t
     assert "medclip_encoder" in output and "--pipelines encoder_training" in output
 
 
-def test_demo_data_refuses_to_write_over_a_users_dataset(tmp_path, tiny_project):
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under root with its bytes (None for folders)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def _kedro_fails(project: Path, *args: str) -> str:
     import subprocess
     import sys
 
     from .conftest import kedro_env
 
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", *args], cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0, f"kedro {' '.join(args)} should have failed:\n{result.stdout[-3000:]}"
+    return " ".join((result.stdout + result.stderr).split())  # the log wraps long lines
+
+
+def test_a_new_users_folder_is_never_touched_by_demo_data(tmp_path, tiny_project):
+    """The issue's scenario: images copied into DIR/images/, no manifest yet."""
+    import numpy as np
+    from PIL import Image
+
+    users_data = tmp_path / "my_cxr"
+    (users_data / "images").mkdir(parents=True)
+    (users_data / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("p1_s1.png", "p1_s2.png", "p2_s1.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(users_data / "images" / name)
+    Image.fromarray(np.zeros((40, 48), dtype=np.uint8)).save(users_data / "masks" / "p1_s1_effusion.png")
+    (users_data / "notes.txt").write_text("from the hospital export\n", encoding="utf-8")
+    before = _tree(users_data)
+
+    output = _kedro_fails(tiny_project, "run", "--pipelines", "data_validation", "--env", "tiny",
+                          "--params", f"data_root={users_data}")
+    assert "manifest" in output and "docs/DATA_CONTRACT.md" in output
+    assert "--pipelines demo_data" not in output
+
+    output = _kedro_fails(tiny_project, "run", "--pipelines", "demo_data", "--env", "tiny",
+                          "--params", f"data_root={users_data}")
+    assert "is not empty" in output and "Nothing was written" in output
+    assert _tree(users_data) == before
+
+
+def test_demo_data_refuses_to_write_over_a_users_dataset(tmp_path, tiny_project):
     users_data = tmp_path / "hospital_export"
     users_data.mkdir()
     manifest = users_data / "manifest.csv"
     manifest.write_text("image_id,image_path\nx1,images/x1.png\n", encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipelines", "demo_data", "--env", "tiny",
-         "--params", f"data_root={users_data}"],
-        cwd=tiny_project, env=kedro_env(), capture_output=True, text=True, timeout=300,
-    )
-    output = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode != 0
-    assert "already holds a manifest.csv that the demo did not make" in output
+    output = _kedro_fails(tiny_project, "run", "--pipelines", "demo_data", "--env", "tiny",
+                          "--params", f"data_root={users_data}")
+    assert "is not empty (manifest.csv)" in output
     assert manifest.read_text(encoding="utf-8") == "image_id,image_path\nx1,images/x1.png\n"
-    assert not (users_data / "images").exists()
+    assert sorted(p.name for p in users_data.iterdir()) == ["manifest.csv"]

@@ -46,6 +46,9 @@ class MedCLIPEncoder:
     image_size: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     text_max_length: int = 77
+    # What the weights were trained on (data_root, images, patients, or the published corpus);
+    # recorded in config.json and in every metrics dataset (hooks.RunProvenanceHook).
+    trained_on: dict[str, Any] = field(default_factory=dict)
 
     @property
     def vision_model(self) -> nn.Module:

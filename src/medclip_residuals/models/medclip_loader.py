@@ -60,6 +60,8 @@ VIT = "vit"
 RESNET = "resnet"
 PROFILES: dict[str, str] = {"demo": VIT, "medclip_vit": VIT, "medclip_resnet": RESNET}
 PUBLISHED_PROFILES = ("medclip_vit", "medclip_resnet")
+# What the published weights were trained on (Wang et al., EMNLP 2022, section 4.1)
+PUBLISHED_TRAINED_ON = {"dataset": "MIMIC-CXR and CheXpert (MedCLIP's published weights)"}
 EMBED_DIM = 512
 WEIGHTS_NAME = medclip_constants.WEIGHTS_NAME  # pytorch_model.bin
 # Old transformers saved BERT's position_ids buffer; current ones do not register it as state.
@@ -398,7 +400,8 @@ def load_published_encoder(params: Mapping[str, Any], device: str | torch.device
     logger.info("loaded %s weights from %s", profile, weights)
     image_size = int(getattr(vision_config, "image_size", medclip_constants.IMG_SIZE))
     encoder = MedCLIPEncoder(
-        model=model, tokenizer=tokenizer, profile=profile, image_size=image_size, text_max_length=max_length
+        model=model, tokenizer=tokenizer, profile=profile, image_size=image_size, text_max_length=max_length,
+        trained_on=dict(PUBLISHED_TRAINED_ON),
     )
     return encoder.to(device)
 
@@ -487,6 +490,7 @@ def save_encoder_folder(encoder: MedCLIPEncoder, folder: str | Path) -> Path:
         "image_size": int(encoder.image_size),
         "text_max_length": int(encoder.text_max_length),
         "embed_dim": EMBED_DIM,
+        "trained_on": dict(encoder.trained_on),
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str), encoding="utf-8")
     encoder.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
@@ -523,6 +527,7 @@ def load_encoder_folder(folder: str | Path, device: str | torch.device = "cpu") 
         profile=str(config["profile"]),
         image_size=int(config["image_size"]),
         text_max_length=max_length,
+        trained_on=dict(config.get("trained_on") or {}),
     )
     return encoder.to(device)
 

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image
 
+from medclip_residuals.data.folders import DEMO_MARKER_HEADER
 from medclip_residuals.data.phantom import GENERATOR_VERSION, generate_dataset, resolve_params
 from medclip_residuals.data.phantom_text import MODELLED_FINDINGS, SLIDE_EFFUSION, SLIDE_PNEUMONIA
 
@@ -28,23 +29,25 @@ _OUTLINE_COLOURS = {
 
 def generate_demo_data(
     params: dict[str, Any],
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Image.Image], dict[str, Image.Image], str]:
-    """Draw the phantom dataset: manifest, localizations, images, masks and the demo marker.
+) -> tuple[str, pd.DataFrame, pd.DataFrame, dict[str, Image.Image], dict[str, Image.Image]]:
+    """Draw the phantom dataset: the demo marker, manifest, localizations, images and masks.
 
     Images are keyed by image_id and masks by "<image_id>_<finding slug>", the partition
     names of `images/` and `masks/` under data_root. The marker says which generator, seed
-    and size made the folder (and that it is the demo's own, safe to overwrite).
+    and size made the folder (and that it is the demo's own, safe to overwrite); it comes
+    first so that Kedro saves it first, and a run stopped half-way leaves a folder that the
+    next demo_data run may still write into (data/folders.py).
     """
     cfg = resolve_params(params)
     manifest, localizations, images, masks = generate_dataset(cfg)
     marker = (
-        "medclip_residuals demo dataset (procedural chest X-ray phantoms)\n"
+        f"{DEMO_MARKER_HEADER} (procedural chest X-ray phantoms)\n"
         f"version: {GENERATOR_VERSION}\n"
         f"seed: {cfg['seed']}\n"
         f"n_images: {cfg['n_images']}\n"
         f"image_size: {cfg['image_size']}\n"
     )
-    return manifest, localizations, images, masks, marker
+    return marker, manifest, localizations, images, masks
 
 
 def _as_image(value: Image.Image | Callable[[], Image.Image]) -> Image.Image:

@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 generate_demo_data,
                 inputs="params:demo_data",
-                outputs=["manifest", "localizations", "demo_images", "demo_masks", "demo_marker"],
+                outputs=["demo_marker", "manifest", "localizations", "demo_images", "demo_masks"],
                 name="generate_demo_data",
             ),
             node(

@@ -1,0 +1,229 @@
+"""The project hooks: demo data never over a user's folder, hints that say what to do,
+provenance stamped on every output and checked on every input, one log line per node."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.pipeline import Pipeline, node
+from kedro_datasets.json import JSONDataset
+from kedro_datasets.pandas import CSVDataset, ParquetDataset
+
+from medclip_residuals.data.folders import DEMO_MARKER, demo_target_refusal, is_demo_folder
+from medclip_residuals.hooks import (
+    DataRootMismatchError,
+    MissingInputsError,
+    MissingInputsHook,
+    ProgressLoggingHook,
+    RunProvenanceHook,
+    UnsafeDemoTargetError,
+    describe_trained_on,
+)
+from medclip_residuals.utils.provenance import provenance_of
+
+
+def _identity(x):
+    return x
+
+
+def _context(data_root: Path | str, demo_root: Path | str, project: Path, profile: str = "demo") -> SimpleNamespace:
+    return SimpleNamespace(
+        project_path=project,
+        params={"data_root": str(data_root), "encoder": {"profile": profile}},
+        config_loader={"globals": {"demo_root": str(demo_root)}},
+    )
+
+
+def _mark_demo(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text("medclip_residuals demo dataset (procedural chest X-ray phantoms)\nseed: 1\n")
+
+
+# --- where demo_data may write ---------------------------------------------------------------
+
+def test_demo_may_write_into_a_new_an_empty_or_its_own_folder(tmp_path):
+    assert demo_target_refusal(tmp_path / "not_yet") is None
+    (tmp_path / "empty").mkdir()
+    assert demo_target_refusal(tmp_path / "empty") is None
+    _mark_demo(tmp_path / "demo")
+    (tmp_path / "demo" / "manifest.csv").write_text("image_id,image_path\n")
+    assert is_demo_folder(tmp_path / "demo")
+    assert demo_target_refusal(tmp_path / "demo") is None
+
+
+def test_demo_refuses_a_folder_with_a_users_files_a_foreign_marker_or_a_file(tmp_path):
+    users = tmp_path / "users"
+    (users / "images").mkdir(parents=True)
+    (users / "images" / "a.png").write_bytes(b"not really a png")
+    refusal = demo_target_refusal(users)
+    assert refusal is not None and "not empty (images)" in refusal and "docs/DATA_CONTRACT.md" in refusal
+    # a file of the marker's name that the demo did not write does not make the folder the demo's
+    (users / DEMO_MARKER).write_text("something else\n")
+    assert not is_demo_folder(users) and demo_target_refusal(users) is not None
+    (tmp_path / "a_file").write_text("x")
+    assert "is a file" in demo_target_refusal(tmp_path / "a_file")
+
+
+def _raw_catalog(root: Path) -> DataCatalog:
+    return DataCatalog({
+        "manifest": CSVDataset(filepath=str(root / "manifest.csv")),
+        "demo_marker": MemoryDataset(),
+    })
+
+
+def test_missing_inputs_hook_refuses_demo_data_into_a_users_folder_before_writing(tmp_path):
+    users = tmp_path / "users"
+    (users / "images").mkdir(parents=True)
+    (users / "images" / "x.png").write_bytes(b"\x89PNG user bytes")
+    writes_manifest = Pipeline([node(_identity, "params:demo_data", "manifest", name="generate")])
+    hook = MissingInputsHook()
+    hook.after_context_created(_context(users, tmp_path / "demo", tmp_path))
+    with pytest.raises(UnsafeDemoTargetError, match="not empty"):
+        hook.before_pipeline_run({}, writes_manifest, _raw_catalog(users))
+    assert sorted(p.name for p in users.rglob("*")) == ["images", "x.png"]
+    # the same pipeline into an empty folder passes the guard
+    (tmp_path / "empty").mkdir()
+    hook.before_pipeline_run({}, writes_manifest, _raw_catalog(tmp_path / "empty"))
+
+
+def test_missing_manifest_of_a_users_folder_points_to_the_contract_not_to_demo_data(tmp_path):
+    users = tmp_path / "users"
+    (users / "images").mkdir(parents=True)
+    reads_manifest = Pipeline([node(_identity, "manifest", "image_manifest", name="validate")])
+    hook = MissingInputsHook()
+    hook.after_context_created(_context(users, tmp_path / "demo", tmp_path))
+    with pytest.raises(MissingInputsError) as error:
+        hook.before_pipeline_run({}, reads_manifest, _raw_catalog(users))
+    assert "docs/DATA_CONTRACT.md" in str(error.value)
+    assert "demo_data" not in str(error.value)
+
+
+def test_missing_manifest_of_the_default_demo_root_says_run_demo_data(tmp_path):
+    demo = tmp_path / "data" / "01_raw" / "demo_cxr"
+    reads_manifest = Pipeline([node(_identity, "manifest", "image_manifest", name="validate")])
+    hook = MissingInputsHook()
+    hook.after_context_created(_context("data/01_raw/demo_cxr", "data/01_raw/demo_cxr", tmp_path))
+    with pytest.raises(MissingInputsError, match=r"kedro run --pipelines demo_data` first"):
+        hook.before_pipeline_run({}, reads_manifest, _raw_catalog(demo))
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+def _provenance_hook(data_root: Path, demo_root: Path, project: Path, catalog=None, pipeline=None, profile="demo"):
+    hook = RunProvenanceHook()
+    hook.after_context_created(_context(data_root, demo_root, project, profile))
+    hook.before_pipeline_run({}, pipeline or Pipeline([]), catalog or DataCatalog())
+    return hook
+
+
+def test_outputs_are_stamped_with_the_data_root_and_survive_parquet(tmp_path):
+    root = tmp_path / "users"
+    table_path = tmp_path / "image_manifest.parquet"
+    catalog = DataCatalog({"image_manifest": ParquetDataset(filepath=str(table_path))})
+    hook = _provenance_hook(root, tmp_path / "demo", tmp_path, catalog)
+    frame = pd.DataFrame({"image_id": ["a", "b"]})
+    hook.before_dataset_saved("image_manifest", frame, None)
+    catalog.save("image_manifest", frame)
+    assert provenance_of(pd.read_parquet(table_path)) == {"data_root": str(root)}
+
+
+def test_an_input_made_from_another_data_root_stops_the_run_naming_the_pipeline(tmp_path):
+    theirs, ours = tmp_path / "dataset_a", tmp_path / "dataset_b"
+    made = pd.DataFrame({"image_id": ["a"]})
+    made.attrs["provenance"] = {"data_root": str(theirs)}
+    hook = _provenance_hook(ours, tmp_path / "demo", tmp_path)
+    with pytest.raises(DataRootMismatchError) as error:
+        hook.after_dataset_loaded("image_manifest", made, None)
+    message = str(error.value)
+    assert str(theirs) in message and str(ours) in message
+    assert f"kedro run --pipelines data_validation --params data_root={ours}" in message
+    # the same data_root, or a table that carries no record, passes
+    _provenance_hook(theirs, tmp_path / "demo", tmp_path).after_dataset_loaded("image_manifest", made, None)
+    hook.after_dataset_loaded("image_manifest", pd.DataFrame({"image_id": ["a"]}), None)
+
+
+def test_a_model_trained_on_another_data_root_is_applied_with_a_warning(tmp_path, caplog):
+    theirs, ours = tmp_path / "dataset_a", tmp_path / "dataset_b"
+    heads = {"tensors": {}, "metadata": {"provenance": {"data_root": str(theirs)}}}
+    hook = _provenance_hook(ours, tmp_path / "demo", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="medclip_residuals.hooks"):
+        hook.after_dataset_loaded("residual_1_heads", heads, None)
+    assert caplog.records[-1].getMessage() == (
+        f"residual_1_heads was trained on data_root {theirs}; this run applies it to {ours}"
+    )
+
+
+def test_json_reports_and_tensor_dicts_get_the_encoder_but_other_dicts_stay_as_they_are(tmp_path):
+    root = tmp_path / "users"
+    catalog = DataCatalog({
+        "residual_1_metrics": JSONDataset(filepath=str(tmp_path / "m.json")),
+        "demo_like_partitions": MemoryDataset(),
+        "residual_1_heads": MemoryDataset(),
+    })
+    hook = _provenance_hook(root, tmp_path / "demo", tmp_path, catalog)
+    embeddings = pd.DataFrame({"image_id": ["a"]})
+    encoder = {"profile": "demo", "trained_on": {"data_root": "/phantoms", "demo_dataset": True}}
+    embeddings.attrs["provenance"] = {"data_root": str(root), "encoder": encoder}
+    hook.after_dataset_loaded("image_embeddings", embeddings, None)
+    metrics = {"auc": 0.75}
+    hook.before_dataset_saved("residual_1_metrics", metrics, None)
+    assert metrics == {"auc": 0.75, "provenance": {"data_root": str(root), "encoder": encoder}}
+    catalog.save("residual_1_metrics", metrics)
+    assert json.loads((tmp_path / "m.json").read_text())["provenance"]["encoder"]["profile"] == "demo"
+    partitions = {"img000": "an image"}
+    hook.before_dataset_saved("demo_like_partitions", partitions, None)
+    assert partitions == {"img000": "an image"}
+    heads = {"tensors": {}, "metadata": {"targets": ["Edema"]}}
+    hook.before_dataset_saved("residual_1_heads", heads, None)
+    assert heads["metadata"]["provenance"]["encoder"] == encoder
+
+
+def test_an_encoder_trained_in_the_run_records_what_it_was_trained_on(tmp_path):
+    root = tmp_path / "demo"
+    _mark_demo(root)
+    hook = _provenance_hook(root, root, tmp_path)
+    split = pd.DataFrame({"image_id": list("abcde"), "patient_id": ["p1", "p1", "p2", "p3", "p3"],
+                          "split": ["train", "train", "train", "test", "test"]})
+    hook.before_dataset_saved("encoder_split", split, None)
+    encoder = SimpleNamespace(profile="demo", trained_on={})
+    hook.before_dataset_saved("medclip_encoder", encoder, None)
+    assert encoder.trained_on == {"data_root": str(root), "demo_dataset": True, "images": 3, "patients": 2}
+    metrics: dict = {}
+    catalog = DataCatalog({"encoder_training_metrics": JSONDataset(filepath=str(tmp_path / "e.json"))})
+    hook._catalog = catalog
+    hook.before_dataset_saved("encoder_training_metrics", metrics, None)
+    assert metrics["provenance"]["encoder"]["trained_on"]["images"] == 3
+    assert describe_trained_on(encoder.trained_on) == f"the demo phantoms at {root}, 3 images of 2 patients"
+
+
+def test_the_demo_profile_on_a_users_data_root_is_said_at_the_start(tmp_path, caplog):
+    users, demo = tmp_path / "users", tmp_path / "demo"
+    users.mkdir()
+    _mark_demo(demo)
+    embeds = Pipeline([node(_identity, "medclip_encoder", "image_embeddings", name="embed")])
+    validates = Pipeline([node(_identity, "manifest", "image_manifest", name="validate")])
+    with caplog.at_level(logging.WARNING, logger="medclip_residuals.hooks"):
+        _provenance_hook(users, demo, tmp_path, pipeline=embeds)
+    assert any("is not the demo dataset, but encoder.profile is 'demo'" in r.message for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="medclip_residuals.hooks"):
+        _provenance_hook(demo, demo, tmp_path, pipeline=embeds)                      # the demo itself
+        _provenance_hook(users, demo, tmp_path, pipeline=validates)                  # no encoder involved
+        _provenance_hook(users, demo, tmp_path, pipeline=embeds, profile="medclip_vit")
+    assert not caplog.records
+
+
+def test_progress_hook_logs_rows_and_the_file(tmp_path, caplog):
+    path = tmp_path / "t.parquet"
+    catalog = DataCatalog({"image_manifest": ParquetDataset(filepath=str(path))})
+    hook = ProgressLoggingHook()
+    hook.before_pipeline_run({}, Pipeline([]), catalog)
+    with caplog.at_level(logging.INFO, logger="medclip_residuals.hooks"):
+        hook.after_node_run(SimpleNamespace(short_name="validate"), {"image_manifest": pd.DataFrame({"a": [1, 2, 3]})})
+    assert caplog.records[-1].getMessage() == f"validate | image_manifest: 3 rows x 1 cols -> {path}"
