@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate, generate_frames
+from pydicom.uid import (
+    JPEG2000,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLossless,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+    generate_uid,
+)
 
-from medclip_residuals.data.images import ImageDecodeError, image_shape, read_image, read_mask
+from medclip_residuals.data.images import ImageDecodeError, ImageInfo, read_image, read_image_with_info, read_mask
 
 DX_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
 
@@ -117,7 +132,6 @@ def test_dicom_monochrome2_applies_rescale_then_window(tmp_path: Path) -> None:
     # spelled out: stored 1000 -> modality 1000, 199.5 below the centre over a width of 800
     assert grey[0, 3] == pytest.approx(0.5 - 199.5 / 800, abs=1e-6)
     assert grey[0, 0] == 0.0 and grey[1, 3] == 1.0  # saturated ends of the window
-    assert image_shape(path) == (2, 4)
 
 
 def test_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
@@ -153,6 +167,15 @@ def test_rgb_dicom_is_refused_with_the_file_name(tmp_path: Path) -> None:
         read_image(path)
 
 
+def test_multi_frame_dicom_is_refused_with_the_file_name(tmp_path: Path) -> None:
+    path = write_dicom(tmp_path / "cine.dcm", STORED, "MONOCHROME2", NumberOfFrames=2)
+    ds = pydicom.dcmread(path)
+    ds.PixelData = np.stack([STORED, STORED]).astype("<u2").tobytes()  # two 2 x 4 frames
+    ds.save_as(path)
+    with pytest.raises(ImageDecodeError, match=r"cine\.dcm.*multi-frame DICOM \(2 frames\) is not supported"):
+        read_image(path)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
@@ -160,6 +183,8 @@ def test_rgb_dicom_is_refused_with_the_file_name(tmp_path: Path) -> None:
         ("empty.png", b"", "file is empty"),
         ("notes.txt", b"just some text, long enough to sniff", "unsupported image format"),
         ("broken.png", None, "cannot be decoded"),
+        ("broken.jpg", None, "cannot be decoded"),
+        ("headless.jpg", b"\xff\xd8\xff\xe0\x00\x04ab\xff\xda", "cannot be decoded (JPEG without a frame header)"),
         ("broken.dcm", None, "cannot be decoded as DICOM"),
         ("header_only.dcm", b"\0" * 128 + b"DICM" + b"\0" * 40, "PhotometricInterpretation '(missing)'"),
     ],
@@ -169,6 +194,9 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path: Path, name: str, con
     if name == "broken.png":
         Image.fromarray(_gradient((64, 64))).save(path)
         path.write_bytes(path.read_bytes()[:60])  # truncated after the header
+    elif name == "broken.jpg":
+        Image.fromarray(_gradient((64, 64))).save(path)
+        path.write_bytes(path.read_bytes()[:300])  # truncated inside the scan
     elif name == "broken.dcm":
         write_dicom(path, STORED, "MONOCHROME2")
         path.write_bytes(path.read_bytes()[:-6])  # pixel data cut short
@@ -180,9 +208,346 @@ def test_bad_files_raise_an_error_naming_the_file(tmp_path: Path, name: str, con
     assert isinstance(info.value, ValueError)
 
 
-def test_image_shape_reads_headers_and_read_mask_thresholds_non_zero(tmp_path: Path) -> None:
+def test_read_mask_thresholds_non_zero(tmp_path: Path) -> None:
     mask = np.zeros((5, 7), dtype=np.uint8)
     mask[1:3, 2:6] = 1  # non-zero, however faint, is inside
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    assert image_shape(tmp_path / "mask.png") == (5, 7)
     np.testing.assert_array_equal(read_mask(tmp_path / "mask.png"), mask > 0)
+
+
+# --- EXIF orientation -----------------------------------------------------------------
+
+ORIENTATION = 0x0112
+# what each EXIF orientation asks for, written with numpy (EXIF 2.3, tag 274)
+UPRIGHT = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.T,
+    6: lambda a: np.rot90(a, -1),  # stored rotated: turn 90 degrees clockwise to view
+    7: lambda a: a[::-1, ::-1].T,
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _with_orientation(image: Image.Image, orientation: int) -> bytes:
+    exif = image.getexif()
+    exif[ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize("orientation", sorted(UPRIGHT))
+def test_png_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    pixels = _gradient((6, 10))  # not square, so that a transposition shows in the shape
+    image = Image.fromarray(pixels)
+    image.save(tmp_path / "o.png", exif=_with_orientation(image, orientation))
+    grey, info = read_image_with_info(tmp_path / "o.png")
+    np.testing.assert_array_equal(grey, UPRIGHT[orientation](pixels) / np.float32(255.0))
+    assert info.exif_orientation == orientation
+    assert (info.height, info.width) == grey.shape == ((10, 6) if orientation >= 5 else (6, 10))
+
+
+def test_phone_jpeg_with_orientation_6_comes_out_upright(tmp_path: Path) -> None:
+    pixels = np.zeros((24, 40), dtype=np.uint8)
+    pixels[:8, :8] = 255  # a bright block at the stored top-left corner
+    image = Image.fromarray(pixels)
+    image.save(tmp_path / "phone.jpg", quality=100, exif=_with_orientation(image, 6))
+    grey, info = read_image_with_info(tmp_path / "phone.jpg")
+    with Image.open(tmp_path / "phone.jpg") as stored:
+        reference = np.asarray(ImageOps.exif_transpose(stored), dtype=np.float32) / 255.0
+        assert stored.size == (40, 24)  # stored sideways
+    np.testing.assert_array_equal(grey, reference)
+    np.testing.assert_allclose(grey, np.rot90(pixels, -1) / 255.0, atol=0.05)
+    assert grey.shape == (40, 24) and info.exif_orientation == 6 and info.format == "jpeg"
+    assert grey[2, -3] > 0.9 and grey[2, 2] < 0.1  # turned clockwise: the block is now top-right
+
+
+# --- 16-bit PNG bit depth ---------------------------------------------------------------
+
+
+def _png_with_sbit(png: bytes, bits: bytes) -> bytes:
+    """The PNG with an sBIT chunk inserted after IHDR (Pillow does not write sBIT)."""
+    chunk = struct.pack(">I", len(bits)) + b"sBIT" + bits
+    chunk += struct.pack(">I", zlib.crc32(b"sBIT" + bits) & 0xFFFFFFFF)
+    end_of_ihdr = 8 + 8 + 13 + 4
+    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+
+
+PICTURE_8 = _gradient((12, 16), top=255).astype(np.uint8)
+PICTURE_12 = np.rint(PICTURE_8.astype(np.float64) * 4095 / 255).astype(np.uint16)  # same picture, 12-bit
+
+
+@pytest.mark.parametrize(
+    ("samples", "sbit", "source"),
+    [
+        (PICTURE_12, None, "max-value rule"),
+        (PICTURE_12, 12, "sBIT"),
+        (PICTURE_12 << 4, 12, "sBIT (samples scaled to 16 bits)"),  # the PNG specification's way
+    ],
+)
+def test_16bit_png_holding_12bit_data_is_on_the_8bit_scale(tmp_path: Path, samples, sbit, source) -> None:
+    Image.fromarray(PICTURE_8).save(tmp_path / "eight.png")
+    Image.fromarray(samples).save(tmp_path / "deep.png")
+    if sbit is not None:
+        (tmp_path / "deep.png").write_bytes(_png_with_sbit((tmp_path / "deep.png").read_bytes(), bytes([sbit])))
+    grey, info = read_image_with_info(tmp_path / "deep.png")
+    np.testing.assert_allclose(grey, read_image(tmp_path / "eight.png"), atol=0.5 / 4095 + 1e-6)
+    assert grey.max() == 1.0  # not 4095 / 65535, 16 times too dark
+    assert (info.stored_bits, info.significant_bits, info.bit_depth_source) == (16, 12, source)
+
+
+@pytest.mark.parametrize(
+    ("largest", "bits"), [(255, 8), (256, 10), (1023, 10), (4095, 12), (4096, 14), (16383, 14), (16384, 16)]
+)
+def test_max_value_rule_picks_the_smallest_of_8_10_12_14_16_bits(tmp_path: Path, largest: int, bits: int) -> None:
+    samples = np.array([[0, 1, largest // 2, largest]], dtype=np.uint16)
+    Image.fromarray(samples).save(tmp_path / "deep.png")
+    grey, info = read_image_with_info(tmp_path / "deep.png")
+    np.testing.assert_allclose(grey, samples / (2**bits - 1), rtol=0, atol=1e-7)
+    assert (info.significant_bits, info.bit_depth_source) == (bits, "max-value rule")
+
+
+def test_true_16bit_png_and_sbit_16_stay_over_65535(tmp_path: Path) -> None:
+    samples = np.array([[0, 4095, 30000, 65535]], dtype=np.uint16)
+    Image.fromarray(samples).save(tmp_path / "full.png")
+    grey, info = read_image_with_info(tmp_path / "full.png")
+    np.testing.assert_allclose(grey, samples / 65535.0, rtol=0, atol=1e-7)
+    assert info.significant_bits == 16
+    # sBIT is trusted over the values: a dark true 16-bit image is not brightened
+    dark = np.array([[0, 100, 4095]], dtype=np.uint16)
+    Image.fromarray(dark).save(tmp_path / "dark.png")
+    (tmp_path / "dark.png").write_bytes(_png_with_sbit((tmp_path / "dark.png").read_bytes(), bytes([16])))
+    grey, info = read_image_with_info(tmp_path / "dark.png")
+    np.testing.assert_allclose(grey, dark / 65535.0, rtol=0, atol=1e-7)
+    assert (info.significant_bits, info.bit_depth_source) == (16, "sBIT")
+
+
+def test_16bit_rgb_png_keeps_full_precision_and_its_bit_depth(tmp_path: Path) -> None:
+    import cv2
+
+    rgb = np.zeros((2, 3, 3), dtype=np.uint16)
+    rgb[0, 0] = (4095, 0, 0)
+    rgb[0, 1] = (0, 4095, 0)
+    rgb[0, 2] = (100, 100, 100)  # Pillow would keep only the high byte: 0
+    rgb[1, :] = (4095, 4095, 4095)
+    assert cv2.imwrite(str(tmp_path / "rgb16.png"), rgb[..., ::-1])  # OpenCV writes BGR
+    with Image.open(tmp_path / "rgb16.png") as image:
+        assert image.mode == "RGB" and np.asarray(image)[0, 2, 0] == 0  # what Pillow alone would give
+    grey, info = read_image_with_info(tmp_path / "rgb16.png")
+    expected = (rgb.astype(np.float64) @ [0.299, 0.587, 0.114]) / 4095
+    np.testing.assert_allclose(grey, expected, atol=1e-6)
+    assert grey[0, 2] == pytest.approx(100 / 4095, abs=1e-6)
+    assert (info.stored_bits, info.significant_bits, info.mode) == (16, 12, "RGB")
+
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _raw_png(samples: np.ndarray, colour_type: int, sbit: bytes | None = None) -> bytes:
+    """A 16-bit PNG written by hand (filter 0 on every row), for layouts Pillow cannot write."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    height, width = samples.shape[:2]
+    rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in samples)
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    extra = chunk(b"sBIT", sbit) if sbit else b""
+    return _PNG_MAGIC + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_16bit_grey_alpha_png_with_sbit_12(tmp_path: Path) -> None:
+    grey_alpha = np.zeros((2, 3, 2), dtype=np.uint16)
+    grey_alpha[..., 0] = [[0, 100, 2048], [4095, 3000, 1]]
+    grey_alpha[..., 1] = 4095  # opaque in 12 bits
+    (tmp_path / "la16.png").write_bytes(_raw_png(grey_alpha, 4, sbit=bytes([12, 12])))
+    grey, info = read_image_with_info(tmp_path / "la16.png")
+    np.testing.assert_allclose(grey, grey_alpha[..., 0] / 4095.0, atol=1e-6)
+    assert (info.stored_bits, info.significant_bits, info.bit_depth_source) == (16, 12, "sBIT")
+
+
+def test_info_of_8bit_png_and_jpeg(tmp_path: Path) -> None:
+    Image.fromarray(_gradient()).save(tmp_path / "grey.png")
+    Image.fromarray(np.dstack([_gradient()] * 3)).save(tmp_path / "colour.jpg")
+    assert read_image_with_info(tmp_path / "grey.png")[1] == ImageInfo(
+        height=16, width=20, format="png", mode="L", stored_bits=8, significant_bits=8,
+        bit_depth_source="container", exif_orientation=None, transfer_syntax=None,
+    )
+    info = read_image_with_info(tmp_path / "colour.jpg")[1]
+    assert (info.format, info.mode, info.stored_bits, info.exif_orientation) == ("jpeg", "RGB", 8, None)
+
+
+def encode_lossless_jpeg(pixels: np.ndarray, precision: int, predictor: int) -> bytes:
+    """Lossless JPEG (ITU T.81 process 14) of one grey frame, predictor 1 (left) or 2 (above).
+
+    No installed library encodes lossless JPEG, so the tests write it: one Huffman table
+    with a 5-bit code for each difference category 0..16, point transform 0.
+    """
+    img = pixels.astype(np.int64)
+    pred = np.empty_like(img)
+    pred[0, 0] = 1 << (precision - 1)
+    pred[0, 1:] = img[0, :-1]  # first row: left neighbour
+    pred[1:, 0] = img[:-1, 0]  # first column: the one above
+    pred[1:, 1:] = img[1:, :-1] if predictor == 1 else img[:-1, 1:]
+    diff = (img - pred) % 65536
+    diff = np.where(diff >= 32768, diff - 65536, diff)
+    bits = []
+    for d in diff.ravel().tolist():
+        size = int(abs(d)).bit_length()
+        bits.append(format(size, "05b"))
+        if 0 < size < 16:  # category 16 (difference 32768) carries no extra bits
+            bits.append(format(d if d > 0 else d - 1 + (1 << size), f"0{size}b"))
+    stream = "".join(bits)
+    stream += "1" * (-len(stream) % 8)  # pad with 1-bits
+    data = bytearray()
+    for i in range(0, len(stream), 8):
+        data.append(int(stream[i : i + 8], 2))
+        if data[-1] == 0xFF:
+            data.append(0)  # byte stuffing
+    dht = bytes([0x00]) + bytes([0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17))
+    sof = struct.pack(">BHHB", precision, *img.shape, 1) + bytes([1, 0x11, 0])
+    sos = bytes([1, 1, 0x00, predictor, 0, 0])
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+    return b"\xff\xd8" + segment(0xC4, dht) + segment(0xC3, sof) + segment(0xDA, sos) + bytes(data) + b"\xff\xd9"
+
+
+# --- JPEG deeper than 8 bits: DICOM only -----------------------------------------------
+
+
+def _local_testdata(name: str) -> Path:
+    """A test file that pydicom ships in its package; never downloaded."""
+    found = get_testdata_file(name, download=False)
+    if found is None:
+        pytest.skip(f"pydicom's test file {name} is not installed locally")
+    return Path(found)
+
+
+def test_12bit_jpeg_file_is_refused_saying_dicom_only(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_local_testdata("JPGExtended.dcm"))  # JPEG Extended, 12 bits stored
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    (tmp_path / "twelve.jpg").write_bytes(frame)
+    with pytest.raises(ImageDecodeError, match=r"twelve\.jpg: 12-bit JPEG .*supported inside DICOM only"):
+        read_image(tmp_path / "twelve.jpg")
+    # the same JPEG inside its DICOM decodes
+    grey, info = read_image_with_info(_local_testdata("JPGExtended.dcm"))
+    assert grey.shape == (1024, 256) and info.transfer_syntax == "1.2.840.10008.1.2.4.51"
+
+
+@pytest.mark.parametrize(("precision", "what"), [(16, "lossless"), (12, "lossless"), (8, "lossless")])
+def test_lossless_jpeg_file_is_refused_saying_dicom_only(tmp_path: Path, precision: int, what: str) -> None:
+    top = 2**precision - 1
+    (tmp_path / "ll.jpg").write_bytes(encode_lossless_jpeg(_gradient((4, 5), top=top, dtype=np.uint16), precision, 1))
+    with pytest.raises(ImageDecodeError, match=rf"ll\.jpg: {what} JPEG .*supported inside DICOM only"):
+        read_image(tmp_path / "ll.jpg")
+
+
+def test_16bit_lossy_jpeg_header_is_refused(tmp_path: Path) -> None:
+    Image.fromarray(_gradient()).save(tmp_path / "deep.jpg")
+    data = bytearray((tmp_path / "deep.jpg").read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 4] = 16  # sample precision 16 (a JPEG no 8-bit decoder takes)
+    (tmp_path / "deep.jpg").write_bytes(bytes(data))
+    with pytest.raises(ImageDecodeError, match=r"16-bit JPEG is not supported as a plain \.jpg file"):
+        read_image(tmp_path / "deep.jpg")
+
+
+# --- compressed DICOM --------------------------------------------------------------------
+
+# a 12-bit ramp (0..4006) with a little texture, so that a compressor has something to keep
+SMOOTH_12 = _gradient((48, 64), top=4000, dtype=np.uint16) + (np.add.outer(np.arange(48), np.arange(64)) % 7).astype(
+    np.uint16
+)
+
+
+def _uncompressed(tmp_path: Path, photometric: str = "MONOCHROME2") -> Path:
+    return write_dicom(tmp_path / "plain.dcm", SMOOTH_12, photometric, **WINDOW)
+
+
+def _compressed(tmp_path: Path, uid: str, **options) -> Path:
+    ds = pydicom.dcmread(_uncompressed(tmp_path))
+    ds.compress(uid, **options)
+    ds.save_as(tmp_path / "compressed.dcm")
+    return tmp_path / "compressed.dcm"
+
+
+def _encapsulated(tmp_path: Path, uid: str, frame: bytes) -> Path:
+    ds = pydicom.dcmread(_uncompressed(tmp_path))
+    ds.file_meta.TransferSyntaxUID = uid
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(tmp_path / "compressed.dcm")
+    return tmp_path / "compressed.dcm"
+
+
+@pytest.mark.parametrize(
+    ("uid", "make"),
+    [
+        (RLELossless, lambda tmp: _compressed(tmp, RLELossless)),
+        (JPEG2000Lossless, lambda tmp: _compressed(tmp, JPEG2000Lossless)),
+        (JPEGLossless, lambda tmp: _encapsulated(tmp, JPEGLossless, encode_lossless_jpeg(SMOOTH_12, 12, 2))),
+        (JPEGLosslessSV1, lambda tmp: _encapsulated(tmp, JPEGLosslessSV1, encode_lossless_jpeg(SMOOTH_12, 12, 1))),
+    ],
+)
+def test_lossless_compressed_dicom_decodes_to_the_uncompressed_pixels(tmp_path: Path, uid: str, make) -> None:
+    path = make(tmp_path)
+    assert str(pydicom.dcmread(path).file_meta.TransferSyntaxUID) == uid
+    np.testing.assert_array_equal(pydicom.dcmread(path).pixel_array, SMOOTH_12)
+    grey, info = read_image_with_info(path)
+    np.testing.assert_array_equal(grey, read_image(tmp_path / "plain.dcm"))
+    np.testing.assert_allclose(grey, _expected_window(SMOOTH_12), atol=1e-6)
+    assert info.transfer_syntax == uid and (info.stored_bits, info.significant_bits) == (16, 12)
+
+
+def test_lossy_jpeg_2000_dicom_decodes_close_to_the_original(tmp_path: Path) -> None:
+    path = _compressed(tmp_path, JPEG2000, j2k_psnr=[80])
+    grey, info = read_image_with_info(path)
+    assert info.transfer_syntax == JPEG2000 == "1.2.840.10008.1.2.4.91"
+    np.testing.assert_allclose(grey, _expected_window(SMOOTH_12), atol=4 * 2 / 800)  # a few stored units
+
+
+def test_jpeg_ls_lossless_dicom_equals_its_uncompressed_twin() -> None:
+    compressed, plain = _local_testdata("MR_small_jpeg_ls_lossless.dcm"), _local_testdata("MR_small.dcm")
+    grey, info = read_image_with_info(compressed)
+    assert info.transfer_syntax == JPEGLSLossless == "1.2.840.10008.1.2.4.80"
+    np.testing.assert_array_equal(grey, read_image(plain))
+    assert grey.shape == (64, 64) and grey.std() > 0.1
+
+
+def test_jpeg_ls_near_lossless_dicom_matches_libjpeg_directly() -> None:
+    import libjpeg
+
+    path = _local_testdata("JPEGLSNearLossless_16.dcm")
+    ds = pydicom.dcmread(path)
+    direct = libjpeg.decode(next(generate_frames(ds.PixelData, number_of_frames=1))).astype(np.float64)
+    grey, info = read_image_with_info(path)
+    assert info.transfer_syntax == JPEGLSNearLossless == "1.2.840.10008.1.2.4.81"
+    np.testing.assert_allclose(grey, (direct - direct.min()) / (direct.max() - direct.min()), atol=1e-6)
+
+
+def test_rle_monochrome1_is_inverted_too(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(_uncompressed(tmp_path, "MONOCHROME1"))
+    ds.compress(RLELossless)
+    ds.save_as(tmp_path / "m1_rle.dcm")
+    np.testing.assert_allclose(read_image(tmp_path / "m1_rle.dcm"), 1.0 - _expected_window(SMOOTH_12), atol=1e-6)
+
+
+def test_transfer_syntax_without_a_decoder_is_named(tmp_path: Path) -> None:
+    path = _encapsulated(tmp_path, "1.2.840.10008.1.2.4.100", b"\0\0\0\1")  # MPEG2: pydicom has no decoder
+    with pytest.raises(ImageDecodeError, match=r"compressed\.dcm: DICOM transfer syntax MPEG2 .*\(1\.2\.840\.10008\.1\.2\.4\.100\) is not supported"):
+        read_image(path)
+
+
+def test_missing_decoder_plugin_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydicom.pixels.decoders.base import Decoder
+
+    path = _encapsulated(tmp_path, JPEGLosslessSV1, encode_lossless_jpeg(SMOOTH_12, 12, 1))
+    monkeypatch.setattr(Decoder, "is_available", property(lambda self: False))  # as if pylibjpeg were absent
+    with pytest.raises(ImageDecodeError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert str(path) in message and "(1.2.840.10008.1.2.4.70)" in message and "JPEG Lossless" in message
+    assert "install pylibjpeg and pylibjpeg-libjpeg" in message
