@@ -1,7 +1,10 @@
 """Custom Kedro datasets, only where kedro-datasets has none that fits.
 
-- OptionalCSVDataset: localizations.csv is optional in the data contract; a missing file
-  loads as an empty table instead of failing.
+- ContractCSVDataset: manifest.csv read as the data contract reads it (Python's csv module):
+  CSV-level faults and each record's line number travel with the table, for validation to
+  report as file:row [column] reason instead of a traceback at load time.
+- OptionalCSVDataset: the same for localizations.csv, optional in the data contract; a
+  missing file loads as an empty table instead of failing.
 - MedCLIPEncoderDataset: a MedCLIP model (the `medclip` package's classes) saved as
   safetensors with its backbone configuration and tokenizer, versioned.
 - TensorDictDataset: named arrays in one safetensors file (heads, heatmaps), versioned.
@@ -10,7 +13,8 @@
 from importlib import import_module
 
 _MODULES = {
-    "OptionalCSVDataset": "optional_csv",
+    "ContractCSVDataset": "contract_csv",
+    "OptionalCSVDataset": "contract_csv",
     "MedCLIPEncoderDataset": "encoder_dataset",
     "TensorDictDataset": "tensor_dict",
 }
