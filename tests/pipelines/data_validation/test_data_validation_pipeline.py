@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
@@ -34,6 +35,7 @@ def _catalog(data_root: Path, params: dict | None = None) -> DataCatalog:
     catalog = DataCatalog.from_config({name: config[name] for name in ("manifest", "localizations")})
     catalog["params:data_root"] = str(data_root)
     catalog["params:data_validation"] = params or {"on_unreadable": "error", "frontal_only": False}
+    catalog["params:encoder"] = {"profile": "demo", "demo": {"text_max_length": 8}}
     for name in OUTPUTS:
         catalog[name] = MemoryDataset()
     return catalog
@@ -102,7 +104,70 @@ def test_parameters_file_and_unknown_keys() -> None:
     assert params == {"data_validation": {"on_unreadable": "error", "frontal_only": False}}
     empty = pd.DataFrame({"image_id": pd.Series([], dtype=str), "image_path": pd.Series([], dtype=str)})
     with pytest.raises(ValueError, match=r"unknown data_validation parameters \['frontal'\]"):
-        validate_dataset(empty, None, ".", {"frontal": True})
+        validate_dataset(empty, None, ".", {"frontal": True}, {})
     with pytest.raises(ValueError, match="frontal_only must be true or false"):
-        validate_dataset(empty, None, ".", {"frontal_only": "yes"})
+        validate_dataset(empty, None, ".", {"frontal_only": "yes"}, {})
     assert validate_dataset.__doc__ and "I/O exception" in validate_dataset.__doc__
+
+
+def test_faulty_csvs_through_the_catalog_give_file_row_column_reason(tiny_data_root) -> None:
+    """A CSV pandas cannot read, through the project's datasets and the node: one error, no traceback."""
+    root = tiny_data_root(n_images=4)
+    manifest = (root / "manifest.csv").read_bytes().splitlines(keepends=True)
+    manifest[2] = manifest[2].replace(b"study 1", b"\xe9tude 1")  # line 3: Latin-1, not UTF-8
+    manifest.insert(3, b"\n")  # a blank line 4: the rows after it keep their own line numbers
+    manifest[4] = manifest[4].rstrip(b"\n") + b",surplus\n"  # line 5 (img002): one field too many
+    (root / "manifest.csv").write_bytes(b"".join(manifest))
+    Image.new("L", (32, 24), 0).save(root / "masks/empty.png")
+    with (root / "localizations.csv").open("a", encoding="utf-8") as handle:
+        handle.write("img002,Pneumonia,masks/empty.png,,,,,,\n")  # line 4: empty mask
+        handle.write("img003,Edema,masks/img000_pneumonia.png,,,,,,,\n")  # line 5: ragged
+    catalog = _catalog(root)
+    assert catalog.load("manifest").attrs["line_numbers"] == (2, 3, 5, 6)
+    with pytest.raises(DataContractError) as info:
+        _run(catalog)
+    offset = b"".join(manifest).index(b"\xe9")
+    assert [str(p) for p in info.value.problems] == [
+        f"manifest.csv:3 [report] not UTF-8: byte 0xE9 at byte offset {offset} of the file "
+        f"(offset {len(b'img001,images/img001.png,p0,')} within line 3); save the file as UTF-8",
+        "manifest.csv:5 [*] line 5 has 8 fields, header has 7 (a comma inside an unquoted field?)",
+        f"localizations.csv:4 [mask_path] {root / 'masks/empty.png'}: mask is empty (no non-zero pixel): "
+        "it marks no region to score a heatmap against",
+        "localizations.csv:5 [*] line 5 has 10 fields, header has 9 (a comma inside an unquoted field?)",
+    ]
+    assert str(info.value).startswith(f"4 problems in the dataset at {root}")
+
+
+def test_16bit_pngs_scaled_by_their_bit_depth_are_counted_and_logged(tiny_data_root, caplog) -> None:
+    root = tiny_data_root(n_images=3)
+    twelve_bit = (np.add.outer(np.arange(24), np.arange(32)) * 60).astype(np.uint16)  # max 3300: 12 bits
+    Image.fromarray(twelve_bit).save(root / "images/img001.png")
+    with caplog.at_level("INFO", logger="medclip_residuals.pipelines.data_validation.nodes"):
+        report = _run(_catalog(root))["validation_report"]
+    assert report["counts"]["rescaled_16bit_png"] == 1 and report["counts"]["images"] == 3
+    assert {"format": "png", "stored_bits": 16, "significant_bits": 12, "source": "max-value rule",
+            "images": 1} in report["decoding"]["bit_depth"]
+    assert "1 16-bit PNGs scaled by their real bit depth" in caplog.text
+
+
+def test_reports_over_the_encoders_token_limit_are_counted(tiny_data_root, caplog) -> None:
+    """The demo tokenizer is word-level: tokens = words + [CLS] + [SEP]; the limit here is 8."""
+    import logging
+
+    root = tiny_data_root(n_images=3, localizations=False)
+    manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest["report"] = [
+        "FINDINGS: the heart is enlarged and there is a small left pleural effusion. IMPRESSION: cardiomegaly.",
+        "no acute disease",  # 3 words + 2 = 5 tokens
+        "",  # empty reports are not counted
+    ]
+    manifest.to_csv(root / "manifest.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        report = _run(_catalog(root))["validation_report"]
+    lengths = report["reports"]
+    assert lengths["limit"] == 8 and lengths["n_reports"] == 2
+    # BERT's basic split: 15 words and 4 punctuation marks ("FINDINGS", ":", ..., "."), + 2
+    assert lengths["whole"] == {"n_texts": 2, "n_over_limit": 1, "max_tokens": 21, "limit": 8}
+    # the impression ("cardiomegaly.") is 2 words + 2: under the limit
+    assert lengths["impression"] == {"n_with_impression": 1, "n_texts": 2, "n_over_limit": 0, "max_tokens": 5, "limit": 8}
+    assert "1 of 2 reports exceed the encoder's 8-token limit" in caplog.text

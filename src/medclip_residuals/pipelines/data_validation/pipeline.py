@@ -11,7 +11,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=validate_dataset,
-                inputs=["manifest", "localizations", "params:data_root", "params:data_validation"],
+                inputs=["manifest", "localizations", "params:data_root", "params:data_validation", "params:encoder"],
                 outputs=["image_manifest", "image_localizations", "validation_report"],
                 name="validate_dataset",
             )
