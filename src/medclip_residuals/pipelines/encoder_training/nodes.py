@@ -22,8 +22,9 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 
 from medclip_residuals.data.contract import CHEXPERT_FINDINGS
 from medclip_residuals.data.images import read_image
-from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD, preprocess_array
+from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD, XrayImageDataset, preprocess_array
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder, eval_mode
 from medclip_residuals.models.medclip_loader import PUBLISHED_PROFILES, build_demo_encoder, load_encoder
@@ -103,6 +104,85 @@ def load_image_tensors(paths: Sequence[str], size: int, workers: int = 2, desc: 
     if not arrays:
         return torch.zeros((0, 1, size, size), dtype=torch.float16)
     return torch.from_numpy(np.stack(arrays)).unsqueeze(1)
+
+
+class ImageSource(Protocol):
+    """Training or held-out images by index: cached in memory or streamed from disk."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, indices: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """float32 (B, 1, S, S) for each index tensor, in order."""
+        ...
+
+
+class CachedImages:
+    """Every image decoded once into one float16 tensor (N, 1, S, S)."""
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def batches(self, indices: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for index in indices:
+            yield self.pixels[index].float()
+
+
+class _OneChannel(XrayImageDataset):
+    """Item i: image i as the cache holds it, one channel rounded to float16."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:  # type: ignore[override]
+        return super().__getitem__(index)[1][:1].half()
+
+
+class StreamedImages:
+    """Images decoded from disk per batch (a DataLoader over `preprocess_image`), with the
+    cache's exact values (one channel through float16), so that numbers do not change."""
+
+    def __init__(self, paths: Sequence[str], size: int, workers: int = 0) -> None:
+        self.dataset = _OneChannel(paths, size)
+        self.workers = max(0, int(workers))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, indices: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        if not len(indices):
+            return
+        # A private generator: a DataLoader draws its workers' base seed from it, which from
+        # torch's global generator would shift the model's dropout masks (other numbers).
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=[index.tolist() for index in indices], num_workers=self.workers,
+            collate_fn=torch.stack, generator=torch.Generator().manual_seed(0),
+        )
+        for batch in loader:
+            yield batch.float()
+
+
+def image_source(
+    paths: Sequence[str], size: int, params: Mapping[str, Any], desc: str
+) -> CachedImages | StreamedImages:
+    """The images cached in memory while they fit `image_cache_mb` (float16, one channel),
+    else streamed from disk per batch; the choice and its reason are logged."""
+    budget = params.get("image_cache_mb", 2048)
+    needed_mb = len(paths) * size * size * 2 / 2**20
+    workers = int(params.get("cache_workers", 2))
+    if budget is None or needed_mb <= float(budget):
+        limit = "no limit" if budget is None else f"image_cache_mb {float(budget):g}"
+        logger.info("encoder_training: %d %s images cached in memory (%.1f MB as float16, %s)",
+                    len(paths), desc, needed_mb, limit)
+        return CachedImages(load_image_tensors(paths, size, workers, desc))
+    logger.info(
+        "encoder_training: %d %s images streamed from disk per batch (%d DataLoader workers): they need "
+        "%.1f MB as float16, over image_cache_mb %g", len(paths), desc, workers, needed_mb, float(budget),
+    )
+    return StreamedImages(paths, size, workers)
+
+
+def _as_source(pixels: torch.Tensor | ImageSource) -> ImageSource:
+    return CachedImages(pixels) if isinstance(pixels, torch.Tensor) else pixels
 
 
 def augment(batch: torch.Tensor, params: Mapping[str, Any], generator: torch.Generator) -> torch.Tensor:
@@ -256,7 +336,11 @@ def projection_heads(encoder: MedCLIPEncoder) -> dict[str, torch.nn.Linear]:
 
 
 def center_projection_heads(
-    encoder: MedCLIPEncoder, pixels: torch.Tensor, reports: Sequence[str], sample: int = 256, batch_size: int = 64
+    encoder: MedCLIPEncoder,
+    pixels: torch.Tensor | ImageSource,
+    reports: Sequence[str],
+    sample: int = 256,
+    batch_size: int = 64,
 ) -> dict[str, float]:
     """Remove the backbones' shared mean feature from both projection heads (an init, no training).
 
@@ -274,11 +358,11 @@ def center_projection_heads(
     ]
     count = min(int(sample), len(reports))
     index = torch.linspace(0, len(reports) - 1, count).round().long().unique()
+    chunks = [index[start : start + batch_size] for start in range(0, len(index), batch_size)]
     try:
         with eval_mode(encoder.model), torch.no_grad():
-            for start in range(0, len(index), batch_size):
-                chunk = index[start : start + batch_size]
-                encoder.encode_images(pixels[chunk].float())
+            for chunk, images in zip(chunks, _as_source(pixels).batches(chunks)):
+                encoder.encode_images(images)
                 tokens = encoder.tokenize([reports[i] for i in chunk.tolist()])
                 encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
     finally:
@@ -332,7 +416,7 @@ def match_weights(
 
 def fit_contrastive(
     encoder: MedCLIPEncoder,
-    pixels: torch.Tensor,
+    pixels: torch.Tensor | ImageSource,
     reports: Sequence[str],
     params: Mapping[str, Any],
     seed: int,
@@ -344,7 +428,8 @@ def fit_contrastive(
     AdamW, linear warmup then cosine decay, gradient clipping, MedCLIP's learnable (clamped)
     temperature, side-preserving augmentation. With `labels` (N, K) and
     `label_match_weight` > 0, pairs whose images share findings are partial matches
-    (MedCLIP's semantic matching). Returns one history row per step.
+    (MedCLIP's semantic matching). `pixels`: a cached (N, 1, S, S) tensor or an
+    `ImageSource` (cached or streamed: the same numbers). Returns one history row per step.
     """
     model, device = encoder.model, encoder.device
     batch_size = min(int(params.get("batch_size", 64)), len(reports))
@@ -368,6 +453,7 @@ def fit_contrastive(
     )
     generator = torch.Generator().manual_seed(seed)
     reports = list(reports)
+    source = _as_source(pixels)
 
     history = []
     step = 0
@@ -375,11 +461,13 @@ def fit_contrastive(
     model.train()
     for epoch in range(epochs):
         order = torch.randperm(len(reports), generator=generator)
-        bar = tqdm(range(steps_per_epoch), desc=f"encoder epoch {epoch + 1}/{epochs}", leave=False)
+        # the epoch's batches are fixed here, so a streamed source can decode ahead
+        indices = [order[k * batch_size : (k + 1) * batch_size] for k in range(steps_per_epoch)]
+        bar = tqdm(zip(indices, source.batches(indices)), total=steps_per_epoch,
+                   desc=f"encoder epoch {epoch + 1}/{epochs}", leave=False)
         epoch_losses = []
-        for batch_index in bar:
-            index = order[batch_index * batch_size : (batch_index + 1) * batch_size]
-            images = augment(pixels[index].float(), augmentation, generator).to(device)
+        for index, batch in bar:
+            images = augment(batch, augmentation, generator).to(device)
             texts = sample_sentences([reports[i] for i in index.tolist()], sentence_probability, generator)
             tokens = encoder.tokenize(texts)
             for group in optimizer.param_groups:
@@ -441,6 +529,7 @@ def train_encoder(
 
     Returns the trained encoder (on the CPU) and the history, one row per step:
     epoch, step, loss, learning_rate, temperature, seconds (since the start, image caching included).
+    The images are cached while they fit `image_cache_mb`, else streamed from disk per batch.
     """
     torch.manual_seed(seed)
     rows = training_pairs(image_manifest, encoder_split)
@@ -452,10 +541,10 @@ def train_encoder(
             encoder.model.logit_scale.fill_(math.log(1.0 / float(params["temperature_init"])))
 
     started = time.perf_counter()
-    pixels = load_image_tensors(rows["image_path"].tolist(), encoder.image_size, params.get("cache_workers", 2), "train")
+    pixels = image_source(rows["image_path"].tolist(), encoder.image_size, params, "training")
     cached = time.perf_counter() - started
     logger.info(
-        "encoder_training: %d training images (%d patients, %d distinct reports), images cached in %.1f s",
+        "encoder_training: %d training images (%d patients, %d distinct reports), images ready in %.1f s",
         len(rows), rows["patient_id"].nunique(), int(text_groups(reports).max()) + 1, cached,
     )
     if params.get("center_projections", False):
@@ -508,12 +597,14 @@ def finding_labels(rows: pd.DataFrame, findings: Sequence[str] | None, exclude: 
     return labels
 
 
-def embed_images(encoder: MedCLIPEncoder, pixels: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-    """L2-normalised image embeddings (N, 512) of cached pixels, in eval mode without gradients."""
+def embed_images(encoder: MedCLIPEncoder, pixels: torch.Tensor | ImageSource, batch_size: int = 128) -> np.ndarray:
+    """L2-normalised image embeddings (N, 512) of cached or streamed images, in eval mode without gradients."""
+    source = _as_source(pixels)
+    indices = [torch.arange(start, min(start + batch_size, len(source))) for start in range(0, len(source), batch_size)]
     chunks = []
     with eval_mode(encoder.model), torch.inference_mode():
-        for start in range(0, len(pixels), batch_size):
-            chunks.append(encoder.encode_images(pixels[start : start + batch_size].float()).cpu())
+        for images in source.batches(indices):
+            chunks.append(encoder.encode_images(images).cpu())
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, encoder.embed_dim), dtype=np.float32)
 
 
@@ -545,7 +636,7 @@ def evaluate_encoder(
     rows = _rows_of(image_manifest, encoder_split, TEST)
     labels = finding_labels(rows, evaluation.get("findings"), evaluation.get("exclude", ("No Finding",)))
     encoder = medclip_encoder.to(device)
-    pixels = load_image_tensors(rows["image_path"].tolist(), encoder.image_size, params.get("cache_workers", 2), "test")
+    pixels = image_source(rows["image_path"].tolist(), encoder.image_size, params, "held-out")
     images = embed_images(encoder, pixels, int(evaluation.get("batch_size", 128)))
     overrides = dict(evaluation.get("prompts") or {})
     prompts = {name: overrides.get(name, template.format(finding=name.lower())) for name in labels}

@@ -3,8 +3,9 @@ against the ground-truth regions, interpreted, and drawn as a grid.
 
 Flow: `plan_heatmaps` (which image x target pairs; every bad parameter fails here, before
 any model runs) -> `compute_heatmaps` (pytorch-grad-cam, batched, one or several target
-layers, optionally shift-smoothed) -> `score_heatmaps`
-(pointing game, Otsu mIoU, centred-Gaussian floor, interpretation; per-finding bootstrap
+layers, optionally shift-smoothed; a generator node: the maps go to disk `chunk_size` at a
+time, see datasets/heatmap_store.py) -> `score_heatmaps` (reads them back chunk by chunk;
+pointing game, Otsu mIoU, centred-Gaussian floor, interpretation; per-finding bootstrap
 CIs) -> `plot_caption_heatmap_grid`.
 
 Targets (models/heatmap.py): a caption's target is the cosine similarity of the image
@@ -19,7 +20,7 @@ import logging
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,11 @@ from medclip_residuals.explain.interpretation import (
     location_agrees,
     parse_location,
 )
+from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps, HeatmapChunk, HeatmapStore
 from medclip_residuals.explain.scoring import (
     centred_gaussian_heatmap,
     finding_regions,
+    localizations_by_image,
     score_heatmap,
     summarise_scores,
     upsample_heatmap,
@@ -83,6 +86,7 @@ def _check_params(params: Mapping[str, Any]) -> None:
         raise ExplainabilityParameterError("params:explainability.head_images must be 'localized' or 'all'")
     if int(params.get("batch_size", 16)) < 1:
         raise ExplainabilityParameterError("params:explainability.batch_size must be >= 1")
+    _chunk_size(params)
     shifts = params.get("shift_smoothing_px", [0])
     if not isinstance(shifts, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in shifts):
         raise ExplainabilityParameterError(
@@ -211,11 +215,14 @@ def compute_heatmaps(
     residual_2_heads: dict[str, Any] | None,
     params: dict[str, Any],
     device: str,
-) -> dict[str, Any]:
-    """Heatmaps (N, S, S) on the model input for every row of the plan, batched.
+) -> Iterator[HeatmapChunk]:
+    """Heatmaps (S, S) on the model input for every row of the plan, yielded in chunks.
 
-    Returns a TensorDictDataset dict: tensors {"heatmaps": float16 (N, S, S)} and metadata
-    (method, target layer, image size, image ids and target ids in row order).
+    A generator node: Kedro saves each `HeatmapChunk` (`chunk_size` rows of float16 maps,
+    in plan order) as it comes, so that memory holds one chunk, not every map (see
+    `datasets/heatmap_store.py`). Batches are formed over the whole plan, independently
+    of the chunks, so the chunk size never changes a map. Every chunk carries the run's
+    metadata (method, target layer, image size, image ids and target ids in row order).
     """
     _check_params(params)
     method = params.get("method", "gradcam")
@@ -269,58 +276,93 @@ def compute_heatmaps(
     size = int(medclip_encoder.image_size)
     images = _ImageCache(size)
     batch_size = int(params.get("batch_size", 16))
+    chunk_size = _chunk_size(params)
     shifts = list(params.get("shift_smoothing_px", [0]))
     if max(abs(v) for v in shifts) >= size:
         raise ExplainabilityParameterError(f"params:explainability.shift_smoothing_px {shifts} must stay below the {size}-px input")
-    maps = np.zeros((len(heatmap_plan), size, size), dtype=np.float16)
+    n_plain = int(heatmap_plan["text"].isin(plain_texts).sum()) if plain_texts else 0
+    total = len(heatmap_plan)
+    metadata = {
+        "method": method,
+        "target_layer": layer_name,
+        "shift_smoothing_px": [int(v) for v in shifts],
+        "contrast_caption": contrast if contrast_embedding is not None else None,
+        "n_plain_contrast_targets": n_plain,
+        "image_size": size,
+        "profile": getattr(medclip_encoder, "profile", ""),
+        "image_id": heatmap_plan["image_id"].tolist(),
+        "target_id": heatmap_plan["target_id"].tolist(),
+    }
+    logger.info("compute_heatmaps: %d heatmaps, written in chunks of %d (%.1f MB each as float16)",
+                total, chunk_size, chunk_size * size * size * 2 / 2**20)
+    pending: list[np.ndarray] = []  # batch outputs not yet yielded, fewer than chunk_size + batch_size rows
+    pending_rows, next_start = 0, 0
     rows = list(heatmap_plan.itertuples(index=False))
     with CamExplainer(
         vision, method, layer_names, batch_size=batch_size, progress=False, device=torch_device, shifts_px=shifts
     ) as explainer:
-        for start in tqdm(range(0, len(rows), batch_size), desc=f"{method} heatmaps", unit="batch"):
-            chunk = rows[start : start + batch_size]
-            pixels = torch.stack([images(paths[row.image_id]) for row in chunk])
-            maps[start : start + len(chunk)] = explainer.explain_batch(pixels, [target_for(row) for row in chunk])
+        for start in tqdm(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch"):
+            batch = rows[start : start + batch_size]
+            pixels = torch.stack([images(paths[row.image_id]) for row in batch])
+            maps = explainer.explain_batch(pixels, [target_for(row) for row in batch])
+            pending.append(np.asarray(maps, dtype=np.float16))
+            pending_rows += len(batch)
+            while pending_rows >= chunk_size or (pending_rows and next_start + pending_rows == total):
+                block = np.concatenate(pending)
+                out, rest = block[:chunk_size], block[chunk_size:]
+                pending, pending_rows = ([rest] if len(rest) else []), len(rest)
+                yield HeatmapChunk(next_start, out, total, metadata)
+                next_start += len(out)
     logger.info(
         "%d heatmaps (%s on %s, %d shift(s) averaged) for %d images",
-        len(rows), method, layer_name, len(explainer.shifts), heatmap_plan["image_id"].nunique(),
+        total, method, layer_name, len(explainer.shifts), heatmap_plan["image_id"].nunique(),
     )
-    n_plain = int(heatmap_plan["text"].isin(plain_texts).sum()) if plain_texts else 0
     if n_plain:
         logger.info("%d caption heatmap(s) whose caption is the contrast caption %r used the plain similarity", n_plain, contrast)
-    return {
-        "tensors": {"heatmaps": maps},
-        "metadata": {
-            "method": method,
-            "target_layer": layer_name,
-            "shift_smoothing_px": [int(v) for v in shifts],
-            "contrast_caption": contrast if contrast_embedding is not None else None,
-            "n_plain_contrast_targets": n_plain,
-            "image_size": size,
-            "profile": getattr(medclip_encoder, "profile", ""),
-            "image_id": heatmap_plan["image_id"].tolist(),
-            "target_id": heatmap_plan["target_id"].tolist(),
-        },
-    }
 
 
-def _check_alignment(heatmaps: dict[str, Any], heatmap_plan: pd.DataFrame) -> np.ndarray:
-    maps = np.asarray(heatmaps["tensors"]["heatmaps"], dtype=np.float32)
-    stored = heatmaps.get("metadata", {})
+def _chunk_size(params: Mapping[str, Any]) -> int:
+    value = params.get("chunk_size", 256)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ExplainabilityParameterError(
+            f"params:explainability.chunk_size must be a whole number of heatmaps >= 1, got {value!r}"
+        )
+    return value
+
+
+def as_heatmap_source(heatmaps: Any) -> HeatmapStore | ArrayHeatmaps:
+    """What `score_heatmaps` and the grid read: a `HeatmapStore`, or maps held in memory
+    (an `ArrayHeatmaps`, or a TensorDictDataset payload saved before the chunked store)."""
+    if isinstance(heatmaps, HeatmapChunk):
+        raise TypeError(
+            f"heatmaps is one chunk (rows {heatmaps.start}-{heatmaps.start + len(heatmaps) - 1} of {heatmaps.total}): "
+            "compute_heatmaps yields chunks, which only an appending dataset keeps; declare `heatmaps` as "
+            "medclip_residuals.datasets.heatmap_store.HeatmapStoreDataset (a MemoryDataset keeps only the last chunk)"
+        )
+    if hasattr(heatmaps, "chunks") and hasattr(heatmaps, "rows"):
+        return heatmaps
+    if isinstance(heatmaps, Mapping) and "heatmaps" in (heatmaps.get("tensors") or {}):
+        return ArrayHeatmaps(heatmaps["tensors"]["heatmaps"], heatmaps.get("metadata"))
+    raise TypeError(f"heatmaps must be a HeatmapStore or ArrayHeatmaps, got {type(heatmaps).__name__}")
+
+
+def _check_alignment(heatmaps: Any, heatmap_plan: pd.DataFrame) -> HeatmapStore | ArrayHeatmaps:
+    source = as_heatmap_source(heatmaps)
+    stored = source.metadata
     if (
-        len(maps) != len(heatmap_plan)
+        len(source) != len(heatmap_plan)
         or not np.array_equal(heatmap_plan["row"].to_numpy(), np.arange(len(heatmap_plan)))
         or stored.get("target_id", heatmap_plan["target_id"].tolist()) != heatmap_plan["target_id"].tolist()
         or stored.get("image_id", heatmap_plan["image_id"].tolist()) != heatmap_plan["image_id"].tolist()
     ):
         raise ValueError(
-            f"heatmaps ({len(maps)}) and heatmap_plan ({len(heatmap_plan)} rows) do not belong to the same run"
+            f"heatmaps ({len(source)}) and heatmap_plan ({len(heatmap_plan)} rows) do not belong to the same run"
         )
-    return maps
+    return source
 
 
 def score_heatmaps(
-    heatmaps: dict[str, Any],
+    heatmaps: HeatmapStore | ArrayHeatmaps,
     heatmap_plan: pd.DataFrame,
     image_manifest: pd.DataFrame,
     image_localizations: pd.DataFrame,
@@ -334,11 +376,12 @@ def score_heatmaps(
     same for the centred-Gaussian floor, the dominant region (phrase, side, zone, share),
     the location the caption states (for a head: the image's report) and whether the
     region agrees with it, and with the localization's own side/zone where known.
+    The maps are read chunk by chunk (`chunk_size` rows), in plan order.
     """
-    maps = _check_alignment(heatmaps, heatmap_plan)
+    source = _check_alignment(heatmaps, heatmap_plan)
     scoring = params.get("scoring") or {}
     tolerance = float(scoring.get("hit_tolerance_px", 0))
-    floor_map = centred_gaussian_heatmap(maps.shape[-1], float(scoring.get("floor_sigma_fraction", 0.25)))
+    floor_map = centred_gaussian_heatmap(source.map_shape[-1], float(scoring.get("floor_sigma_fraction", 0.25)))
     regions_geometry = params.get("regions") or None
 
     manifest = image_manifest.assign(image_id=image_manifest["image_id"].astype(str)).set_index("image_id")
@@ -350,18 +393,25 @@ def score_heatmaps(
             "" if side == "nan" else side, "" if zone == "nan" else zone
         )
 
-    records = []
+    localizations_of = localizations_by_image(localizations)
+    chunk_size = _chunk_size(params)
+    # rows as dicts cost ~2.5 KB each: each chunk's become a frame (~10x smaller) as they fill
+    frames: list[pd.DataFrame] = []
+    records: list[dict[str, Any]] = []
     current_image, regions, floor_scores, original_hw = None, {}, {}, None
-    for row in heatmap_plan.itertuples(index=False):
+    for row, heatmap in zip(heatmap_plan.itertuples(index=False), _maps_in_order(source, chunk_size)):
+        if len(records) >= chunk_size:
+            frames.append(pd.DataFrame(records))
+            records = []
         if row.image_id != current_image:
             current_image = row.image_id
             info = manifest.loc[row.image_id]
             original_hw = (int(info["height"]), int(info["width"]))
-            regions = finding_regions(localizations, row.image_id, original_hw)
+            regions = finding_regions(localizations_of(row.image_id), row.image_id, original_hw)
             floor_original = upsample_heatmap(floor_map, original_hw)
             floor_scores = {f: score_heatmap(floor_original, mask, tolerance) for f, mask in regions.items()}
             report = str(info.get("report", ""))
-        original = upsample_heatmap(maps[row.row], original_hw)
+        original = upsample_heatmap(heatmap, original_hw)
         region = dominant_region(original, regions_geometry)
         stated = parse_location(row.text if row.kind == "caption" else report)
         base = {
@@ -386,7 +436,9 @@ def score_heatmaps(
                 "truth_side": truth_side, "truth_zone": truth_zone,
                 "region_matches_truth": location_agrees(region, truth),
             })
-    scores = pd.DataFrame(records)
+    if records or not frames:
+        frames.append(pd.DataFrame(records))
+    scores = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     for column in ("hit", "pred_empty", "truth_empty", "floor_hit", "floor_pred_empty"):
         if column not in scores:
             scores[column] = np.nan
@@ -396,8 +448,14 @@ def score_heatmaps(
             scores[column] = np.nan
     for column in ("truth_side", "truth_zone"):
         scores[column] = scores[column].fillna("") if column in scores else ""
-    metrics = summarise_metrics(scores, heatmap_plan, image_manifest, image_localizations, heatmaps, params, seed)
+    metrics = summarise_metrics(scores, heatmap_plan, image_manifest, image_localizations, source, params, seed)
     return scores, metrics
+
+
+def _maps_in_order(source: HeatmapStore | ArrayHeatmaps, chunk_size: int) -> Iterator[np.ndarray]:
+    """Every map of `source` in row order, one chunk in memory at a time."""
+    for _, chunk in source.chunks(chunk_size):
+        yield from chunk
 
 
 def _rate(values: pd.Series) -> float | None:
@@ -410,7 +468,7 @@ def summarise_metrics(
     heatmap_plan: pd.DataFrame,
     image_manifest: pd.DataFrame,
     image_localizations: pd.DataFrame,
-    heatmaps: dict[str, Any],
+    heatmaps: HeatmapStore | ArrayHeatmaps,
     params: dict[str, Any],
     seed: int,
 ) -> dict[str, Any]:
@@ -442,7 +500,7 @@ def summarise_metrics(
             "truth_location_agreement": _rate(frame["region_matches_truth"]),
             "regions": {str(k): int(v) for k, v in per_map["region"].value_counts().items()},
         })
-    metadata = heatmaps.get("metadata", {})
+    metadata = heatmaps.metadata
     return {
         "method": metadata.get("method"),
         "target_layer": metadata.get("target_layer"),
@@ -502,7 +560,7 @@ def _short(text: str, width: int = 30, lines: int = 2) -> str:
 
 
 def plot_caption_heatmap_grid(
-    heatmaps: dict[str, Any],
+    heatmaps: HeatmapStore | ArrayHeatmaps,
     heatmap_plan: pd.DataFrame,
     heatmap_scores: pd.DataFrame,
     image_manifest: pd.DataFrame,
@@ -517,7 +575,7 @@ def plot_caption_heatmap_grid(
     """
     from medclip_residuals.data.images import read_image
 
-    maps = _check_alignment(heatmaps, heatmap_plan)
+    source = _check_alignment(heatmaps, heatmap_plan)
     captions = heatmap_plan[heatmap_plan["kind"] == "caption"]
     grid = params.get("grid") or {}
     sample_size = int(grid.get("sample_size", 6))
@@ -555,7 +613,7 @@ def plot_caption_heatmap_grid(
             if match.empty:
                 axis.set_title("(no caption)", fontsize=7)
             else:
-                original = upsample_heatmap(maps[int(match["row"].iloc[0])], hw)
+                original = upsample_heatmap(source.rows([int(match["row"].iloc[0])])[0], hw)  # random access: one map
                 axis.imshow(original, cmap="jet", alpha=0.45, vmin=0, vmax=1)
                 peak = np.unravel_index(int(np.argmax(original)), hw)
                 axis.plot(peak[1], peak[0], "w+", markersize=10, markeredgewidth=2)
@@ -574,7 +632,7 @@ def plot_caption_heatmap_grid(
         for axis in axes[r]:
             axis.set_xticks([])
             axis.set_yticks([])
-    metadata = heatmaps.get("metadata", {})
+    metadata = source.metadata
     contrast = metadata.get("contrast_caption")
     target = f", caption minus {contrast!r}" if contrast else ""
     shifts = list(metadata.get("shift_smoothing_px", [0]))
