@@ -33,6 +33,7 @@ from medclip_residuals.models.medclip_loader import (
     load_medclip_checkpoint,
     load_published_encoder,
     medclip_backbones,
+    stage_grids,
 )
 
 WORDS = ["there", "is", "no", "pneumonia", "effusion", "left", "right", "lung", "heart", "near", "the", "finding"]
@@ -241,7 +242,16 @@ def test_checkpoint_without_position_ids_loads_and_pickles_are_refused(published
     (tmp_path / "plain").mkdir()
     torch.save(model.state_dict(), tmp_path / "plain" / "pytorch_model.bin")
     encoder = load_published_encoder({**published_vit.params, "weights_dir": str(tmp_path / "plain")})
+    reference_state = model.state_dict()
+    assert POSITION_IDS_KEY not in reference_state
+    with torch.no_grad():  # spoil every weight, then load the file again: each one comes back
+        for value in encoder.model.state_dict().values():
+            if value.is_floating_point():
+                value.add_(1.0)
+    assert not torch.equal(encoder.model.logit_scale, model.logit_scale)
     load_medclip_checkpoint(encoder.model, tmp_path / "plain" / "pytorch_model.bin")
+    for key, value in encoder.model.state_dict().items():
+        assert torch.equal(value, reference_state[key]), key
 
     (tmp_path / "pickled").mkdir()
     torch.save({"model": SimpleNamespace(a=1)}, tmp_path / "pickled" / "pytorch_model.bin")
@@ -285,8 +295,6 @@ def test_patch_is_undone_even_when_construction_fails():
     assert (modeling_medclip.AutoModel, modeling_medclip.AutoTokenizer, modeling_medclip.torchvision) == originals
 
 
-
-
 def test_demo_profile_uses_medclip_classes_with_narrow_heads(tiny_demo_encoder):
     encoder = tiny_demo_encoder(["There is Pneumonia on the left."], seed=0)
     assert isinstance(encoder.model, MedCLIPModel) and isinstance(encoder.vision_model, MedCLIPVisionModelViT)
@@ -303,4 +311,6 @@ def test_demo_profile_uses_medclip_classes_with_narrow_heads(tiny_demo_encoder):
 def test_demo_geometry_refuses_windows_that_cover_a_whole_stage():
     with pytest.raises(ValueError, match=r"stage grids \[8, 4, 2\].*stage\(s\) \[2\]"):
         check_local_windows(SwinConfig(image_size=32, patch_size=4, depths=[1, 1, 1], num_heads=[1, 1, 1], window_size=2))
-    check_local_windows(SwinConfig(image_size=128, patch_size=4, depths=[2, 2, 2], num_heads=[1, 1, 1], window_size=4))
+    fits = SwinConfig(image_size=128, patch_size=4, depths=[2, 2, 2], num_heads=[1, 1, 1], window_size=4)
+    assert stage_grids(fits) == [32, 16, 8]
+    assert check_local_windows(fits) is None  # every stage grid is wider than its window: accepted

@@ -9,6 +9,7 @@ import torch
 
 from medclip_residuals.models.heads import heads_from_tensors
 from medclip_residuals.pipelines.residual_1.nodes import (
+    compare_auc,
     compute_residuals_1,
     evaluate_residual_1,
     select_targets,
@@ -129,3 +130,17 @@ def test_evaluation_known_answer():
     assert block["residual_1_minus_image"]["difference"] == 1.0
     assert block["residual_1_minus_image"]["delong"]["difference"] == 1.0
     assert block["n_test"] == 40 and block["n_test_positive"] == 20
+
+
+def test_a_model_compared_with_itself_does_not_differ():
+    """Paired bootstrap and DeLong of a model against itself: difference 0, p-value 1."""
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 30)
+    score = y * 0.5 + rng.random(len(y))
+    result = compare_auc(y, score, score.copy(), {"n_resamples": 300}, 0)
+    assert result["difference"] == 0.0 and result["low"] == 0.0 and result["high"] == 0.0
+    assert result["p_value"] == 1.0 and result["n_valid"] == 300
+    assert result["delong"]["difference"] == 0.0 and result["delong"]["p_value"] == 1.0
+    # Too few positives for DeLong: the paired bootstrap still runs, DeLong says why not.
+    few = compare_auc(np.array([1, 0, 0, 0, 0]), np.arange(5.0), np.arange(5.0)[::-1], {"n_resamples": 50}, 0)
+    assert few["delong"] == "not computed: DeLong's test needs at least 2 positives and 2 negatives; got 1 and 4"
