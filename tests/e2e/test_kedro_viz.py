@@ -43,6 +43,8 @@ WANTED_PREVIEWS = {
     "residual_2_metrics": "JSONPreview",
     "explainability_metrics": "JSONPreview",
     "phenotype_table": "TablePreview",
+    "report_labels": "TablePreview",
+    "report_mentions": "TablePreview",
     "residual_1_roc_plot": "ImagePreview",
     "residual_2_accuracy_plot": "ImagePreview",
     "caption_heatmap_grid": "ImagePreview",

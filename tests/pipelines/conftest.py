@@ -40,7 +40,7 @@ def study(study_module):
         data["image_embeddings"], data["phenotype_embeddings"], data["image_manifest"], params, "cpu"
     )
     data["phenotype_sentence_embeddings"] = embed_phenotypes(
-        scores, data["phenotype_embeddings"], data["image_manifest"], data["medclip_encoder"], params
+        scores, data["phenotype_embeddings"], data["image_manifest"], data["report_mentions"], data["medclip_encoder"], params
     )
     return data
 

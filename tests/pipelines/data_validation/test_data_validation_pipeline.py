@@ -18,7 +18,16 @@ from medclip_residuals.pipelines.data_validation import create_pipeline
 from medclip_residuals.pipelines.data_validation.nodes import validate_dataset
 
 PROJECT = Path(__file__).resolve().parents[3]
-OUTPUTS = ("image_manifest", "image_localizations", "validation_report")
+OUTPUTS = ("image_manifest", "image_localizations", "validation_report", "report_labels", "report_mentions")
+RULES = str(PROJECT / "conf/base/report_label_rules.yml")
+PARAMS = {"on_unreadable": "error", "frontal_only": False, "labels_from_reports": "off", "report_rules": RULES}
+
+
+class KeptMemoryDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so that a test can read an intermediate."""
+
+    def _release(self) -> None:
+        pass
 
 
 def _project_catalog_config(data_root: Path) -> dict:
@@ -34,10 +43,10 @@ def _catalog(data_root: Path, params: dict | None = None) -> DataCatalog:
     config = _project_catalog_config(data_root)
     catalog = DataCatalog.from_config({name: config[name] for name in ("manifest", "localizations")})
     catalog["params:data_root"] = str(data_root)
-    catalog["params:data_validation"] = params or {"on_unreadable": "error", "frontal_only": False}
+    catalog["params:data_validation"] = {**PARAMS, **(params or {})}
     catalog["params:encoder"] = {"profile": "demo", "demo": {"text_max_length": 8}}
     for name in OUTPUTS:
-        catalog[name] = MemoryDataset()
+        catalog[name] = KeptMemoryDataset()
     return catalog
 
 
@@ -49,7 +58,7 @@ def _run(catalog: DataCatalog) -> dict:
 def test_pipeline_validates_a_tiny_dataset_through_the_project_catalog(tiny_data_root) -> None:
     root = tiny_data_root(n_images=6)
     out = _run(_catalog(root))
-    manifest, localizations, report = (out[name] for name in OUTPUTS)
+    manifest, localizations, report = (out[name] for name in OUTPUTS[:3])
     assert manifest["image_id"].tolist() == [f"img{i:03d}" for i in range(6)]
     assert manifest["image_path"].tolist() == [str(root / f"images/img{i:03d}.png") for i in range(6)]
     assert manifest[["height", "width"]].drop_duplicates().values.tolist() == [[24, 32]]
@@ -101,12 +110,17 @@ def test_outputs_round_trip_through_the_catalogs_file_datasets(tiny_data_root, t
 
 def test_parameters_file_and_unknown_keys() -> None:
     params = yaml.safe_load((PROJECT / "conf/base/parameters_data_validation.yml").read_text())
-    assert params == {"data_validation": {"on_unreadable": "error", "frontal_only": False}}
+    assert params == {"data_validation": {
+        "on_unreadable": "error", "frontal_only": False, "labels_from_reports": "off",
+        "report_rules": "conf/base/report_label_rules.yml",
+    }}
     empty = pd.DataFrame({"image_id": pd.Series([], dtype=str), "image_path": pd.Series([], dtype=str)})
     with pytest.raises(ValueError, match=r"unknown data_validation parameters \['frontal'\]"):
         validate_dataset(empty, None, ".", {"frontal": True}, {})
     with pytest.raises(ValueError, match="frontal_only must be true or false"):
         validate_dataset(empty, None, ".", {"frontal_only": "yes"}, {})
+    with pytest.raises(ValueError, match=r"labels_from_reports must be one of \['off', 'fill'\], got 'always'"):
+        validate_dataset(empty, None, ".", {"labels_from_reports": "always"}, {})
     assert validate_dataset.__doc__ and "I/O exception" in validate_dataset.__doc__
 
 
@@ -171,3 +185,47 @@ def test_reports_over_the_encoders_token_limit_are_counted(tiny_data_root, caplo
     # the impression ("cardiomegaly.") is 2 words + 2: under the limit
     assert lengths["impression"] == {"n_with_impression": 1, "n_texts": 2, "n_over_limit": 0, "max_tokens": 5, "limit": 8}
     assert "1 of 2 reports exceed the encoder's 8-token limit" in caplog.text
+
+
+def test_labels_from_reports_fill_the_empty_labels_and_never_overwrite(tiny_data_root) -> None:
+    """The fill path end to end: a manifest with one label column and reports; the labeller
+    fills what the manifest leaves empty, and residual target selection then sees the labels."""
+    root = tiny_data_root(n_images=4, localizations=False)
+    manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest = manifest.drop(columns=["Pleural Effusion"]).assign(
+        Pneumonia=["1", "", "0", ""],
+        report=[
+            "No pneumonia. Small left pleural effusion.",  # manifest says Pneumonia 1: kept
+            "There is pneumonia in the right lower lobe. No pleural effusion.",
+            "Possible pleural effusion.",
+            "",
+        ],
+    )
+    manifest.to_csv(root / "manifest.csv", index=False)
+    kept = _run(_catalog(root))
+    assert "Pleural Effusion" not in kept["image_manifest"] and "labels_from_report" not in kept["image_manifest"]
+    assert kept["validation_report"]["labels_from_reports"] == {"mode": "off", "filled": {}}
+    labels = kept["report_labels"].set_index("image_id")
+    np.testing.assert_array_equal(labels["Pneumonia"], [0.0, 1.0, np.nan, np.nan])
+    np.testing.assert_array_equal(labels["Pleural Effusion"], [1.0, 0.0, -1.0, np.nan])
+    assert labels.loc["img003", "report_status"] == "empty"
+
+    out = _run(_catalog(root, {"labels_from_reports": "fill"}))
+    filled = out["image_manifest"].set_index("image_id")
+    np.testing.assert_array_equal(filled["Pneumonia"], [1.0, 1.0, 0.0, np.nan])  # rows 1, 3 of the manifest kept
+    np.testing.assert_array_equal(filled["Pleural Effusion"], [1.0, 0.0, -1.0, np.nan])
+    assert filled["labels_from_report"].tolist() == ["Pleural Effusion", "Pneumonia, Pleural Effusion", "Pleural Effusion", ""]
+    assert out["validation_report"]["labels_from_reports"]["filled"] == {
+        "Pneumonia": {"1": 1, "0": 0, "-1": 0}, "Pleural Effusion": {"1": 1, "0": 1, "-1": 1},
+    }
+    mentions = out["report_mentions"]
+    effusion = mentions[(mentions["image_id"] == "img000") & (mentions["finding"] == "Pleural Effusion")]
+    assert effusion["status"].tolist() == ["affirmed"] and effusion["side"].tolist() == ["left"]
+
+    from medclip_residuals.pipelines.residual_1.nodes import select_targets
+
+    # u_ones: effusion 1, 0, 1, 0 (not mentioned counts as negative): both classes on each side
+    split = pd.DataFrame({"image_id": filled.index, "split": ["train", "train", "test", "test"]})
+    targets = select_targets(out["image_manifest"], split, {"targets": ["Pleural Effusion"], "uncertainty_policy": "u_ones"})
+    assert targets["targets"] == ["Pleural Effusion"]
+    assert targets["counts"]["Pleural Effusion"]["test"]["positive"] == 1

@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from medclip_residuals.pipelines.data_validation.nodes import label_reports
+
 from medclip_residuals.utils.frames import matrix_to_embeddings
+
+RULES_FILE = Path(__file__).resolve().parents[3] / "conf/base/report_label_rules.yml"
 
 PHRASES = [
     "Pneumonia", "Pleural Effusion", "Cardiomegaly", "Edema", "Atelectasis",
@@ -133,6 +138,8 @@ def make_study(
         "image_manifest": manifest,
         "image_localizations": localizations,
         "medclip_encoder": encoder,
+        # what the data_validation pipeline's report labeller reads in the reports
+        "report_mentions": label_reports(manifest, {"report_rules": str(RULES_FILE)})[1],
     }
 
 

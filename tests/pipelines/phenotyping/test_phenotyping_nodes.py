@@ -22,6 +22,7 @@ from medclip_residuals.utils.frames import matrix_to_embeddings
 VOCAB = np.eye(4, dtype=np.float32)  # phrase j is axis j: score j of an image is its j-th value
 IMAGES = np.array([[0.1, 0.9, 0.3, 0.0], [0.5, 0.2, 0.7, 0.1], [0.0, 0.1, 0.2, 0.95]], dtype=np.float32)
 PHRASES = ["Pneumonia", "Edema", "left", "right"]
+NO_MENTIONS = pd.DataFrame(columns=["image_id", "finding", "status", "text", "sentence", "sentence_text", "side", "zone"])
 
 
 def frames(images=IMAGES, vocab=VOCAB, phrases=PHRASES):
@@ -128,7 +129,7 @@ def test_sentence_strategy_embeds_each_unique_sentence_once():
     image_frame, vocab, manifest = frames(images)
     scores = score_phenotypes(image_frame, vocab, manifest, {"top_k": 2}, "cpu")
     encoder = RecordingEncoder()
-    w = embed_phenotypes(scores, vocab, manifest, encoder, _params())
+    w = embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, encoder, _params())
     expected = [
         "The phenotype are: Edema, left",  # img0: top (Edema, left) in vocabulary order
         "The phenotype are: Pneumonia, left",  # img1: top (left, Pneumonia), listed in vocabulary order
@@ -139,34 +140,54 @@ def test_sentence_strategy_embeds_each_unique_sentence_once():
     assert (w["phenotype_source"] == "predicted").all()
     np.testing.assert_array_equal(w.loc[3, ["e000", "e001", "e002", "e003"]], w.loc[0, ["e000", "e001", "e002", "e003"]])
     np.testing.assert_array_equal(w.filter(like="e0").to_numpy()[1], encoder.encode_texts([expected[1]])[0])
-    ranked = embed_phenotypes(scores, vocab, manifest, RecordingEncoder(), _params(phrase_order="rank"))
+    ranked = embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, RecordingEncoder(), _params(phrase_order="rank"))
     assert ranked["phenotypes"].tolist()[1] == "left, Pneumonia"
 
 
 def test_mean_and_concat_strategies():
     image_frame, vocab, manifest = frames()
     scores = score_phenotypes(image_frame, vocab, manifest, {"top_k": 2}, "cpu")
-    mean = embed_phenotypes(scores, vocab, manifest, None, _params(strategy="mean"))
+    mean = embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, None, _params(strategy="mean"))
     np.testing.assert_allclose(mean.filter(like="e0").to_numpy()[1], [2**-0.5, 0, 2**-0.5, 0], atol=1e-6)
-    concat = embed_phenotypes(scores, vocab, manifest, None, _params(strategy="concat"))
+    concat = embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, None, _params(strategy="concat"))
     columns = [c for c in concat.columns if c.startswith("e")]
     assert len(columns) == 8
     np.testing.assert_array_equal(concat[columns].to_numpy()[1], np.concatenate([VOCAB[0], VOCAB[2]]))
 
 
-def test_report_source_with_fallback_counted():
+def _mentions(*rows):
+    columns = ["image_id", "finding", "status", "sentence_text"]
+    return pd.DataFrame([dict(zip(columns, row)) for row in rows], columns=columns)
+
+
+LOCATIONS = {"evaluation": {"location_phrases": {"left": {"side": "left"}, "right": {"side": "right"}}}}
+
+
+def test_report_source_takes_affirmed_findings_with_their_sentences_locations():
     image_frame, vocab, manifest = frames()
-    manifest = manifest.assign(report=["Right sided opacity, PNEUMONIA.", "nothing to see", "edema"])
     scores = score_phenotypes(image_frame, vocab, manifest, {"top_k": 2}, "cpu")
-    w = embed_phenotypes(scores, vocab, manifest, RecordingEncoder(), _params(source="report"))
+    mentions = _mentions(
+        ("img0", "Pneumonia", "affirmed", "Right sided opacity, PNEUMONIA."),
+        ("img0", "Edema", "negated", "No edema on the left."),  # negated: neither Edema nor left
+        ("img1", "Pneumonia", "negated", "No pneumonia."),
+        ("img1", "Edema", "uncertain", "Possible edema."),
+        ("img2", "Edema", "affirmed", "Edema."),
+    )
+    w = embed_phenotypes(scores, vocab, manifest, mentions, RecordingEncoder(), _params(source="report", **LOCATIONS))
     assert w["phenotypes"].tolist() == ["Pneumonia, right", "Pneumonia, left", "Edema"]
     assert w["phenotype_source"].tolist() == ["report", "fallback", "report"]
-    concat = embed_phenotypes(scores, vocab, manifest, None, _params(source="report", strategy="concat"))
+    included = embed_phenotypes(
+        scores, vocab, manifest, mentions, RecordingEncoder(), _params(source="report", report_uncertain="include", **LOCATIONS)
+    )
+    assert included["phenotypes"].tolist()[1] == "Edema"
+    concat = embed_phenotypes(scores, vocab, manifest, mentions, None, _params(source="report", strategy="concat", **LOCATIONS))
     # img2's report names one phrase: filled with its best predicted phrase (right)
     assert concat["phenotypes"].tolist()[2] == "Edema, right"
     assert concat["phenotype_source"].tolist() == ["report", "fallback", "report_filled"]
-    with pytest.raises(ValueError, match="image 'img1'.*names no phrase"):
-        embed_phenotypes(scores, vocab, manifest, RecordingEncoder(), _params(source="report", report_fallback="error"))
+    with pytest.raises(ValueError, match="image 'img1'.*affirms no phrase"):
+        embed_phenotypes(scores, vocab, manifest, mentions, RecordingEncoder(), _params(source="report", report_fallback="error"))
+    with pytest.raises(ValueError, match="report_uncertain must be one of"):
+        embed_phenotypes(scores, vocab, manifest, mentions, RecordingEncoder(), _params(source="report", report_uncertain="yes"))
     metrics = evaluate_phenotypes(scores, vocab, w, manifest, pd.DataFrame(), _params(source="report"))
     assert metrics["phenotype_sources"] == {"fallback": 1, "report": 2}
 
@@ -175,16 +196,16 @@ def test_bad_parameters_and_encoder_output_are_errors():
     image_frame, vocab, manifest = frames()
     scores = score_phenotypes(image_frame, vocab, manifest, {"top_k": 2}, "cpu")
     with pytest.raises(ValueError, match="strategy must be one of"):
-        embed_phenotypes(scores, vocab, manifest, None, _params(strategy="max"))
+        embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, None, _params(strategy="max"))
     with pytest.raises(ValueError, match="top_k is 3"):
-        embed_phenotypes(scores, vocab, manifest, None, _params(top_k=3))
+        embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, None, _params(top_k=3))
 
     class NaNEncoder:
         def encode_texts(self, texts):
             return np.full((len(texts), 4), np.nan, dtype=np.float32)
 
     with pytest.raises(ValueError, match="NaN/inf for the sentence"):
-        embed_phenotypes(scores, vocab, manifest, NaNEncoder(), _params())
+        embed_phenotypes(scores, vocab, manifest, NO_MENTIONS, NaNEncoder(), _params())
 
 
 def _evaluation_case():

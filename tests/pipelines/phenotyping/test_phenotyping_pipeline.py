@@ -46,6 +46,7 @@ def test_pipeline_finds_planted_phenotypes(study_module, study, phenotyping_para
 
 
 def test_pipeline_with_report_source_and_mean(study_module, study, phenotyping_params):
+    """The reports' mentions come from the data_validation pipeline's report labeller (study.py)."""
     params = dict(phenotyping_params, source="report", strategy="mean")
     out = run_phenotyping(study_module, study, params)
     sources = out["phenotyping_metrics"]["phenotype_sources"]

@@ -83,7 +83,7 @@ def test_mlp_option_matches_sklearn(study, split):
 def test_concat_w_gives_wider_residuals(study_module, study, split, residual_2_params):
     params = dict(study_module.PHENOTYPING_PARAMS, strategy="concat")
     scores = score_phenotypes(study["image_embeddings"], study["phenotype_embeddings"], study["image_manifest"], params, "cpu")
-    w = embed_phenotypes(scores, study["phenotype_embeddings"], study["image_manifest"], None, params)
+    w = embed_phenotypes(scores, study["phenotype_embeddings"], study["image_manifest"], study["report_mentions"], None, params)
     fitted = fit_embedding_map(study["image_embeddings"], w, split, residual_2_params, SEED)
     assert fitted["metadata"]["heads"]["map"]["config"] == {"in_features": 64, "out_features": 128}
     residuals = compute_residuals_2(study["image_embeddings"], w, fitted)

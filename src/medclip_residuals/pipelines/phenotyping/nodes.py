@@ -16,12 +16,14 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
+from medclip_residuals.data.contract import CHEXPERT_FINDINGS
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.pipelines.phenotyping.tables import (
     CHEXPERT_LABELS,
@@ -37,6 +39,7 @@ STRATEGIES = ("sentence", "mean", "concat")
 SOURCES = ("predicted", "report")
 PHRASE_ORDERS = ("vocabulary", "rank")
 REPORT_FALLBACKS = ("predicted", "error")
+REPORT_UNCERTAIN = ("exclude", "include")
 
 
 class TextEncoder(Protocol):
@@ -180,7 +183,8 @@ def match_report_phrases(reports: list[str], phrases: list[str] | np.ndarray) ->
     appear consecutively in the report ("Pleural Effusion" matches "small pleural
     effusion." but "left" does not match "leftover"); punctuation between words is
     ignored. Nested phrases both match ("lower lung" also matches "lung" if both are in
-    the vocabulary). There is no negation handling: "no pneumonia" names "pneumonia".
+    the vocabulary). There is no negation handling ("no pneumonia" names "pneumonia"): it is
+    applied to the sentences the report labeller found a finding affirmed in.
     """
     phrase_words = [tuple(_words(str(p))) for p in phrases]
     lengths = sorted({len(w) for w in phrase_words if w})
@@ -202,18 +206,58 @@ def _ordered(indices: np.ndarray, order: str) -> list[list[int]]:
     return [[int(j) for j in row] for row in indices]
 
 
+def report_phenotypes(
+    ids: Sequence[str], report_mentions: pd.DataFrame, phrases: np.ndarray, params: dict[str, Any]
+) -> list[list[int]]:
+    """Per image, the vocabulary positions its report affirms, in vocabulary order.
+
+    From the report labeller's mentions (data/report_labels.py; negation and uncertainty in
+    context): each affirmed finding (and each uncertain one with `report_uncertain: include`)
+    names the phrases equal to its CheXpert name (any case) or mapped to it by
+    evaluation.finding_synonyms, and the location phrases of the vocabulary
+    (evaluation.location_phrases) that its own sentence names. A negated finding names nothing.
+    """
+    uncertain = params.get("report_uncertain", "exclude")
+    if uncertain not in REPORT_UNCERTAIN:
+        raise ValueError(f"params:phenotyping.report_uncertain must be one of {REPORT_UNCERTAIN}, got {uncertain!r}")
+    kept = {"affirmed", "uncertain"} if uncertain == "include" else {"affirmed"}
+    evaluation = params.get("evaluation") or {}
+    by_finding: dict[str, list[int]] = {}
+    synonyms = {str(p).casefold(): str(f) for p, f in (evaluation.get("finding_synonyms") or {}).items()}
+    for j, phrase in enumerate(phrases):
+        key = str(phrase).casefold()
+        finding = synonyms.get(key) or next((f for f in CHEXPERT_FINDINGS if f.casefold() == key), None)
+        if finding:
+            by_finding.setdefault(finding, []).append(j)
+    locations = {str(p).casefold() for p in (evaluation.get("location_phrases") or {})}
+    location_positions = np.array([j for j, p in enumerate(phrases) if str(p).casefold() in locations], dtype=int)
+    location_phrases = phrases[location_positions] if len(location_positions) else np.array([], dtype=object)
+
+    chosen: dict[str, set[int]] = {str(i): set() for i in ids}
+    affirmed = report_mentions[report_mentions["status"].isin(kept)] if len(report_mentions) else report_mentions
+    if len(affirmed):
+        sentences = affirmed["sentence_text"].fillna("").astype(str).tolist()
+        located = match_report_phrases(sentences, location_phrases) if len(location_phrases) else [[]] * len(sentences)
+        for image_id, finding, where in zip(affirmed["image_id"].astype(str), affirmed["finding"], located):
+            if image_id in chosen and finding in by_finding:
+                chosen[image_id].update(by_finding[finding])
+                chosen[image_id].update(int(location_positions[k]) for k in where)
+    return [sorted(chosen[str(i)]) for i in ids]
+
+
 def choose_phenotypes(
     phenotype_scores: pd.DataFrame,
     phrases: np.ndarray,
-    image_manifest: pd.DataFrame,
+    report_mentions: pd.DataFrame,
     params: dict[str, Any],
 ) -> tuple[list[list[int]], list[str]]:
     """Per image, the vocabulary positions to embed and where they came from.
 
-    source "predicted": the image's top-k. source "report": the phrases its report names;
-    a report naming none falls back to the top-k (source "fallback"), or is an error with
-    report_fallback "error". Order: vocabulary order (default, as the slides list them) or
-    rank order (phrase_order "rank", predicted phenotypes only).
+    source "predicted": the image's top-k. source "report": what its report affirms
+    (`report_phenotypes`); a report affirming none falls back to the top-k (source
+    "fallback"), or is an error with report_fallback "error". Order: vocabulary order
+    (default, as the slides list them) or rank order (phrase_order "rank", predicted
+    phenotypes only).
     """
     source = params.get("source", "predicted")
     order = params.get("phrase_order", "vocabulary")
@@ -228,11 +272,7 @@ def choose_phenotypes(
     fallback = params.get("report_fallback", "predicted")
     if fallback not in REPORT_FALLBACKS:
         raise ValueError(f"params:phenotyping.report_fallback must be one of {REPORT_FALLBACKS}, got {fallback!r}")
-    if "report" not in image_manifest.columns:
-        raise ValueError("image_manifest has no 'report' column, but params:phenotyping.source is 'report'")
-    reports = image_manifest.assign(image_id=image_manifest["image_id"].astype(str)).set_index("image_id")["report"]
-    texts = [str(t) if isinstance(t, str) else "" for t in reports.reindex(ids).tolist()]
-    matched = match_report_phrases(texts, phrases)
+    matched = report_phenotypes(ids, report_mentions, phrases, params)
     chosen, sources = [], []
     for row, (image_id, found) in enumerate(zip(ids, matched)):
         if found:
@@ -240,8 +280,8 @@ def choose_phenotypes(
             sources.append("report")
         elif fallback == "error":
             raise ValueError(
-                f"image_manifest: image {image_id!r} (row {row} of phenotype_scores), column 'report': "
-                "names no phrase of the phenotype vocabulary and params:phenotyping.report_fallback is 'error'"
+                f"image {image_id!r} (row {row} of phenotype_scores): its report affirms no phrase of the "
+                "phenotype vocabulary (report_mentions) and params:phenotyping.report_fallback is 'error'"
             )
         else:
             chosen.append(predicted[row])
@@ -308,6 +348,7 @@ def embed_phenotypes(
     phenotype_scores: pd.DataFrame,
     phenotype_embeddings: pd.DataFrame,
     image_manifest: pd.DataFrame,
+    report_mentions: pd.DataFrame,
     medclip_encoder: TextEncoder,
     params: dict[str, Any],
 ) -> pd.DataFrame:
@@ -331,7 +372,7 @@ def embed_phenotypes(
     k = _k(params, len(phrases))
     if indices.shape[1] != k:
         raise ValueError(f"phenotype_scores holds the top {indices.shape[1]} but params:phenotyping.top_k is {k}")
-    chosen, sources = choose_phenotypes(phenotype_scores, phrases, image_manifest, params)
+    chosen, sources = choose_phenotypes(phenotype_scores, phrases, report_mentions, params)
     if strategy == "sentence":
         matrix = _encode_unique(_sentences(chosen, phrases, params), medclip_encoder, vocabulary.shape[1])
     elif strategy == "mean":

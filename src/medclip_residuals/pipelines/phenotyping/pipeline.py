@@ -23,7 +23,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 embed_phenotypes,
-                ["phenotype_scores", "phenotype_embeddings", "image_manifest", "medclip_encoder", "params:phenotyping"],
+                [
+                    "phenotype_scores",
+                    "phenotype_embeddings",
+                    "image_manifest",
+                    "report_mentions",
+                    "medclip_encoder",
+                    "params:phenotyping",
+                ],
                 "phenotype_sentence_embeddings",
                 name="embed_phenotypes",
             ),
