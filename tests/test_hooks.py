@@ -216,6 +216,11 @@ def test_the_demo_profile_on_a_users_data_root_is_said_at_the_start(tmp_path, ca
         _provenance_hook(demo, demo, tmp_path, pipeline=embeds)                      # the demo itself
         _provenance_hook(users, demo, tmp_path, pipeline=validates)                  # no encoder involved
         _provenance_hook(users, demo, tmp_path, pipeline=embeds, profile="medclip_vit")
+        # a fresh clone's first run: the default demo root does not exist yet, demo_data makes it
+        fresh = tmp_path / "data" / "01_raw" / "demo_cxr"
+        _provenance_hook(fresh, fresh, tmp_path, pipeline=embeds)
+        makes_demo = Pipeline([node(_identity, "params:demo_data", "demo_marker", name="generate"), embeds.nodes[0]])
+        _provenance_hook(tmp_path / "elsewhere", demo, tmp_path, pipeline=makes_demo)
     assert not caplog.records
 
 

@@ -197,7 +197,7 @@ class RunProvenanceHook:
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         self._catalog, self._encoder, self._training_images = catalog, None, None
-        if self._data_root is None or self._profile != "demo" or is_demo_folder(self._data_root):
+        if self._data_root is None or self._profile != "demo" or self._is_demo_root(pipeline):
             return
         if not ENCODER_PRODUCTS & set(pipeline.datasets()):
             return
@@ -260,6 +260,14 @@ class RunProvenanceHook:
             record["encoder"] = self._encoder
         dataset = _get_dataset(self._catalog, dataset_name) if self._catalog is not None else None
         stamp(data, record, json_report=type(dataset).__name__ == "JSONDataset")
+
+    def _is_demo_root(self, pipeline: Any) -> bool:
+        """The demo's own folder, the default data_root, or one this run makes with demo_data."""
+        return (
+            is_demo_folder(self._data_root)
+            or self._data_root == self._demo_root
+            or "demo_marker" in pipeline.all_outputs()
+        )
 
     def _training_record(self) -> dict[str, Any]:
         """What an encoder trained in this run was trained on."""
