@@ -61,7 +61,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS  # noqa: E402
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS  # noqa: E402
 from medclip_residuals.data.report_labels import DEFAULT_RULES_FILE, ReportLabeller, load_label_rules  # noqa: E402
 
 DEFAULT_REPORTS = ROOT.parent / "shared" / "real_reports" / "iu_xray_reports_dev.csv"

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.phantom import (
     DEFAULT_PARAMS,
     PhantomParamsError,
@@ -22,7 +23,6 @@ from medclip_residuals.data.phantom import (
     studies_per_patient,
 )
 from medclip_residuals.data.phantom_text import (
-    CHEXPERT_LABELS,
     MODELLED_FINDINGS,
     SLIDE_EFFUSION,
     SLIDE_PNEUMONIA,
@@ -109,12 +109,12 @@ def test_studies_per_patient_sum_and_stay_in_range() -> None:
 def test_manifest_and_localizations_follow_the_contract(small_dataset) -> None:
     manifest, localizations, images, masks = small_dataset
     assert list(manifest.columns[:5]) == ["image_id", "image_path", "patient_id", "report", "view"]
-    assert set(CHEXPERT_LABELS) <= set(manifest.columns)
+    assert set(CHEXPERT_FINDINGS) <= set(manifest.columns)
     assert manifest["image_id"].is_unique and len(manifest) == SMALL["n_images"]
     assert all(re.fullmatch(r"p\d{4}_s\d{2}", i) for i in manifest["image_id"])
     assert (manifest["image_path"] == "images/" + manifest["image_id"] + ".png").all()
     assert (manifest["view"] == "PA").all() and (manifest["report"].str.len() > 0).all()
-    for column in CHEXPERT_LABELS:
+    for column in CHEXPERT_FINDINGS:
         values = set(manifest[column])
         assert values <= {"1", "0", "-1", ""}, column
         if column in MODELLED_FINDINGS or column == "No Finding":

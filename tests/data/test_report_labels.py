@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.report_labels import (
     DEFAULT_RULES_FILE,
     MAX_REPORT_CHARS,

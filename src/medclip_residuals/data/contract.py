@@ -27,23 +27,13 @@ import numpy as np
 import pandas as pd
 
 from medclip_residuals.data.images import ImageDecodeError, ImageInfo, read_image_with_info
-
-CHEXPERT_FINDINGS: tuple[str, ...] = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
+from medclip_residuals.data.labels import (
+    BOX_COLUMNS,
+    CHEXPERT_FINDINGS,
+    LOCALIZATION_COLUMNS,
+    LOCALIZATION_EXTRA_COLUMNS,
 )
+
 
 MANIFEST_FILE = "manifest.csv"
 LOCALIZATIONS_FILE = "localizations.csv"
@@ -51,10 +41,6 @@ MANIFEST_REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "image_path")
 MANIFEST_CORE_COLUMNS: tuple[str, ...] = (
     "image_id", "image_path", "patient_id", "report", "view", "height", "width",
 )
-BOX_COLUMNS: tuple[str, ...] = ("x", "y", "w", "h")
-LOCALIZATION_COLUMNS: tuple[str, ...] = ("image_id", "finding", "mask_path", *BOX_COLUMNS)
-# Known to the demo data; present (possibly empty) in every validated localization table.
-LOCALIZATION_EXTRA_COLUMNS: tuple[str, ...] = ("side", "zone")
 FRONTAL_VIEWS = frozenset({"PA", "AP", "FRONTAL", ""})
 ON_UNREADABLE_POLICIES: tuple[str, ...] = ("error", "skip")
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS, LOCALIZATION_COLUMNS, LOCALIZATION_EXTRA_COLUMNS
 from medclip_residuals.data.phantom_render import (
     SIDES,
     FindingSpec,
@@ -32,7 +33,6 @@ from medclip_residuals.data.phantom_render import (
     sample_pose,
 )
 from medclip_residuals.data.phantom_text import (
-    CHEXPERT_LABELS,
     MODELLED_FINDINGS,
     caption_sentences,
     chexpert_labels,
@@ -67,8 +67,7 @@ _OTHER_KEYS = {"grid"}
 # Pairs not drawn together in one study (they look alike and would muddle the labels).
 _EXCLUSIVE = {frozenset({"Pneumonia", "Consolidation"})}
 _FOCAL = ("Pneumonia", "Consolidation", "Lung Lesion", "Atelectasis", "Pneumothorax")
-MANIFEST_COLUMNS = ("image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_LABELS)
-LOCALIZATION_COLUMNS = ("image_id", "finding", "mask_path", "x", "y", "w", "h", "side", "zone")
+MANIFEST_COLUMNS = ("image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS)
 
 
 class PhantomParamsError(ValueError):
@@ -334,5 +333,5 @@ def generate_dataset(
                 }
             )
     manifest = pd.DataFrame(manifest_rows, columns=list(MANIFEST_COLUMNS))
-    localizations = pd.DataFrame(loc_rows, columns=list(LOCALIZATION_COLUMNS))
+    localizations = pd.DataFrame(loc_rows, columns=[*LOCALIZATION_COLUMNS, *LOCALIZATION_EXTRA_COLUMNS])
     return manifest, localizations, images, masks

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS as CHEXPERT_LABELS  # the 14 columns, in order
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.phantom_render import FindingSpec
 
 # Findings the phantom draws; the other CheXpert columns are left empty (not mentioned).
@@ -173,7 +173,7 @@ def caption(findings: tuple[FindingSpec, ...], rng: np.random.Generator) -> str:
 
 def chexpert_labels(findings: tuple[FindingSpec, ...]) -> dict[str, str]:
     """The 14 CheXpert columns as strings: "1", "0", "-1", or "" (not mentioned)."""
-    labels = {name: "" for name in CHEXPERT_LABELS}
+    labels = {name: "" for name in CHEXPERT_FINDINGS}
     for name in MODELLED_FINDINGS:
         labels[name] = "0"
     for f in findings:

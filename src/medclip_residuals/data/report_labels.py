@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.models.report_text import _CAPS_HEADING, impression_section
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[3] / "conf" / "base" / "report_label_rules.yml"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from medclip_residuals.data.contract import read_localizations, read_manifest, validate_dataset
 from medclip_residuals.data.phantom import DEFAULT_PARAMS, resolve_params
-from medclip_residuals.data.phantom_text import CHEXPERT_LABELS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.pipelines.demo_data import create_pipeline
 from medclip_residuals.pipelines.demo_data.nodes import select_grid_images
 
@@ -45,7 +45,7 @@ def test_pipeline_writes_a_complete_valid_data_root(tmp_path: Path) -> None:
 
     manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
     assert len(manifest) == 24 and manifest["image_id"].is_unique
-    assert list(manifest.columns) == ["image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_LABELS]
+    assert list(manifest.columns) == ["image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS]
     assert manifest.groupby("patient_id").size().min() >= 2
     pngs = sorted(p.stem for p in (root / "images").glob("*.png"))
     assert pngs == sorted(manifest["image_id"])

@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.images import read_image
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD, XrayImageDataset, preprocess_array
 from medclip_residuals.models.device import resolve_device

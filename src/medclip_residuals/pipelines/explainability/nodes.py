@@ -29,7 +29,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.preprocess import preprocess_image
 from medclip_residuals.explain.interpretation import (
     StatedLocation,

@@ -23,10 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.pipelines.phenotyping.tables import (
-    CHEXPERT_LABELS,
     checked_embeddings,
     check_ids_known,
     embedding_column_names,
@@ -521,7 +520,7 @@ def evaluate_phenotypes(
     """
     phrases, _ = _vocabulary(phenotype_embeddings)
     ids, indices, _ = _top_k_arrays(phenotype_scores)
-    label_columns = [c for c in CHEXPERT_LABELS if c in image_manifest.columns]
+    label_columns = [c for c in CHEXPERT_FINDINGS if c in image_manifest.columns]
     concepts = _concepts_of_phrases(phrases, label_columns, params)
     sources = phenotype_sentence_embeddings.get("phenotype_source", pd.Series(dtype=str))
     metrics: dict[str, Any] = {

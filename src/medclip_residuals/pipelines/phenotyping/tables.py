@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from medclip_residuals.data.contract import CHEXPERT_FINDINGS as CHEXPERT_LABELS  # noqa: F401 (re-exported)
 
 
 def embedding_column_names(frame: pd.DataFrame) -> list[str]:

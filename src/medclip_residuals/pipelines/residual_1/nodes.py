@@ -26,9 +26,9 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.models.heads import ResidualHead, heads_to_tensors, logistic_head_from_sklearn
 from medclip_residuals.pipelines.phenotyping.tables import (
-    CHEXPERT_LABELS,
     aligned,
     check_ids_known,
     checked_embeddings,
@@ -75,7 +75,7 @@ def _labelled(image_manifest: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
 def _candidates(image_manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[list[str], bool]:
     """(target names, explicit?) from params targets: a list, or "auto"."""
     targets = params.get("targets", "auto")
-    labels = [c for c in CHEXPERT_LABELS if c in image_manifest.columns]
+    labels = [c for c in CHEXPERT_FINDINGS if c in image_manifest.columns]
     if targets in (None, "auto"):
         exclude = set(params.get("auto_exclude") or [])
         return [c for c in labels if c not in exclude], False
