@@ -27,6 +27,38 @@ TINY_DEMO_ENCODER = {
              "max_position_embeddings": 16},
 }
 _LABEL_CYCLE = ("1", "0", "-1", "")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _deep_merge(base: dict, overrides: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@pytest.fixture(scope="session")
+def project_parameters() -> dict:
+    """Every parameter of conf/base, read by Kedro's own config loader (globals resolved)."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")
+    return dict(loader["parameters"])
+
+
+@pytest.fixture(scope="session")
+def base_params(project_parameters: dict) -> Callable[..., dict]:
+    """Factory: `base_params("explainability", batch_size=2, grid={"rows": 1})` -> a copy of
+    conf/base's `explainability` parameters with the overrides merged in (nested dicts key by
+    key), so tests pass complete parameters: the code has no defaults of its own."""
+
+    def make(group: str, overrides: dict | None = None, **kwargs: object) -> dict:
+        return _deep_merge(project_parameters[group], {**(overrides or {}), **kwargs})
+
+    return make
 
 
 def write_grey_png(path: Path, pixels: np.ndarray) -> Path:
