@@ -53,9 +53,9 @@ MANIFEST_COLUMNS = ("image_id", "image_path", "patient_id", "report", "view", *C
 
 @dataclass(frozen=True)
 class PhantomParams(Parameters):
-    """What the phantom generator draws (the `demo_data` parameters but the grid figure's).
+    """What the phantom generator draws: the `demo_data` parameters, less the grid figure's.
 
-    Example (conf/base's values, fewer and smaller images, pneumonia in the lower zones only):
+    Example (a few small images, pneumonia in the lower zones only):
         >>> settings = PhantomParams.parse({
         ...     "seed": 1234, "n_images": 8, "image_size": 64, "images_per_patient": [2, 4],
         ...     "normal_fraction": 0.3, "two_finding_fraction": 0.2, "uncertain_fraction": 0.05,
