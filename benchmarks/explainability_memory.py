@@ -49,11 +49,15 @@ def make_data(folder: Path, n_images: int, image_px: int, seed: int = 7) -> None
     """Draw `n_images` phantoms into folder/images, masks into folder/masks, and two tables."""
     import numpy as np
     import pandas as pd
+    import yaml
     from PIL import Image
 
     from medclip_residuals.data import phantom
 
-    cfg = {"n_images": n_images, "image_size": image_px, "seed": seed}
+    conf = Path(__file__).resolve().parents[1] / "conf/base/parameters_demo_data.yml"
+    raw = yaml.safe_load(conf.read_text(encoding="utf-8"))["demo_data"]
+    del raw["grid"]  # the figure's, not the generator's
+    cfg = phantom.PhantomParams.parse({**raw, "n_images": n_images, "image_size": image_px, "seed": seed}, "demo_data")
     manifest, localizations = [], []
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""The project hooks: demo data never over a user's folder, hints that say what to do,
-provenance stamped on every output and checked on every input, one log line per node."""
+"""The project hooks: hints that say what to do, provenance stamped on every output and
+checked on every input, one log line per node. (demo_data's guard: tests/pipelines/demo_data.)"""
 
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from kedro.pipeline import Pipeline, node
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.pandas import CSVDataset, ParquetDataset
 
-from medclip_residuals.data.folders import DEMO_MARKER, demo_target_refusal, is_demo_folder
+from medclip_residuals.data.folders import DEMO_MARKER
 from medclip_residuals.hooks import (
     DataRootMismatchError,
     MissingInputsError,
     MissingInputsHook,
     ProgressLoggingHook,
     RunProvenanceHook,
-    UnsafeDemoTargetError,
     describe_trained_on,
 )
 from medclip_residuals.utils.provenance import provenance_of
@@ -45,51 +44,11 @@ def _mark_demo(root: Path) -> None:
     (root / DEMO_MARKER).write_text("medclip_residuals demo dataset (procedural chest X-ray phantoms)\nseed: 1\n")
 
 
-# --- where demo_data may write ---------------------------------------------------------------
-
-def test_demo_may_write_into_a_new_an_empty_or_its_own_folder(tmp_path):
-    assert demo_target_refusal(tmp_path / "not_yet") is None
-    (tmp_path / "empty").mkdir()
-    assert demo_target_refusal(tmp_path / "empty") is None
-    _mark_demo(tmp_path / "demo")
-    (tmp_path / "demo" / "manifest.csv").write_text("image_id,image_path\n")
-    assert is_demo_folder(tmp_path / "demo")
-    assert demo_target_refusal(tmp_path / "demo") is None
-
-
-def test_demo_refuses_a_folder_with_a_users_files_a_foreign_marker_or_a_file(tmp_path):
-    users = tmp_path / "users"
-    (users / "images").mkdir(parents=True)
-    (users / "images" / "a.png").write_bytes(b"not really a png")
-    refusal = demo_target_refusal(users)
-    assert refusal is not None and "not empty (images)" in refusal and "docs/DATA_CONTRACT.md" in refusal
-    # a file of the marker's name that the demo did not write does not make the folder the demo's
-    (users / DEMO_MARKER).write_text("something else\n")
-    assert not is_demo_folder(users) and demo_target_refusal(users) is not None
-    (tmp_path / "a_file").write_text("x")
-    assert "is a file" in demo_target_refusal(tmp_path / "a_file")
-
-
 def _raw_catalog(root: Path) -> DataCatalog:
     return DataCatalog({
         "manifest": CSVDataset(filepath=str(root / "manifest.csv")),
         "demo_marker": MemoryDataset(),
     })
-
-
-def test_missing_inputs_hook_refuses_demo_data_into_a_users_folder_before_writing(tmp_path):
-    users = tmp_path / "users"
-    (users / "images").mkdir(parents=True)
-    (users / "images" / "x.png").write_bytes(b"\x89PNG user bytes")
-    writes_manifest = Pipeline([node(_identity, "params:demo_data", "manifest", name="generate")])
-    hook = MissingInputsHook()
-    hook.after_context_created(_context(users, tmp_path / "demo", tmp_path))
-    with pytest.raises(UnsafeDemoTargetError, match="not empty"):
-        hook.before_pipeline_run({}, writes_manifest, _raw_catalog(users))
-    assert sorted(p.name for p in users.rglob("*")) == ["images", "x.png"]
-    # the same pipeline into an empty folder passes the guard
-    (tmp_path / "empty").mkdir()
-    hook.before_pipeline_run({}, writes_manifest, _raw_catalog(tmp_path / "empty"))
 
 
 def test_missing_manifest_of_a_users_folder_points_to_the_contract_not_to_demo_data(tmp_path):

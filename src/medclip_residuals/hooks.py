@@ -1,5 +1,6 @@
-"""Project hooks: a clear error for missing inputs, no demo data over a user's folder, the
-provenance of every output (data_root and encoder), and a one-line log per node."""
+"""Project hooks: a clear error for missing inputs, the provenance of every output
+(data_root and encoder), and a one-line log per node. (The guard that keeps demo data off a
+user's folder is demo_data's own: pipelines/demo_data/hooks.py.)"""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from kedro.framework.hooks import hook_impl
 from medclip_residuals.data.folders import (
     DEMO_MARKER,
     absolute_root,
-    demo_target_refusal,
     is_demo_folder,
 )
 from medclip_residuals.utils.provenance import encoder_record, is_tensor_dict, provenance_of, stamp
@@ -29,7 +29,6 @@ __all__ = [
     "MissingInputsHook",
     "ProgressLoggingHook",
     "RunProvenanceHook",
-    "UnsafeDemoTargetError",
 ]
 
 # The dataset folder itself (DATA_CONTRACT.md): the user's files, never stamped or checked.
@@ -40,10 +39,6 @@ ENCODER_PRODUCTS = frozenset({"medclip_encoder", "image_embeddings", "caption_em
 
 class MissingInputsError(RuntimeError):
     """A pipeline was started before the datasets it reads were produced."""
-
-
-class UnsafeDemoTargetError(RuntimeError):
-    """demo_data was pointed at a folder that may hold a user's data."""
 
 
 class DataRootMismatchError(RuntimeError):
@@ -103,11 +98,7 @@ def _context_roots(context: Any) -> tuple[str | None, str | None]:
 
 
 class MissingInputsHook:
-    """Fail at once, naming what to do, when a pipeline's inputs do not exist.
-
-    Also refuses to let `demo_data` write into a folder that is neither empty nor the demo's
-    own (`data/folders.py`), before anything is written.
-    """
+    """Fail at once, naming what to do, when a pipeline's inputs do not exist."""
 
     def __init__(self) -> None:
         self._data_root: str | None = None
@@ -119,8 +110,6 @@ class MissingInputsHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        if "manifest" in pipeline.all_outputs():
-            self._guard_demo_target(catalog)
         missing = []
         for name in sorted(pipeline.inputs()):
             if name.startswith("params:") or name == "parameters":
@@ -158,15 +147,6 @@ class MissingInputsHook:
         if root is not None and is_demo_folder(root):
             return True
         return self._demo_root is not None and self._data_root == self._demo_root
-
-    @staticmethod
-    def _guard_demo_target(catalog: Any) -> None:
-        manifest_path = _dataset_path(catalog, "manifest")
-        if not manifest_path:
-            return
-        refusal = demo_target_refusal(Path(manifest_path).parent)
-        if refusal:
-            raise UnsafeDemoTargetError(refusal)
 
 
 class RunProvenanceHook:

@@ -3,8 +3,10 @@
 from kedro.config import OmegaConfigLoader
 
 from medclip_residuals.hooks import MissingInputsHook, ProgressLoggingHook, RunProvenanceHook
+from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
 
-HOOKS = (MissingInputsHook(), RunProvenanceHook(), ProgressLoggingHook())
+# Kedro calls hooks last registered first: the demo-data guard speaks before the missing-input check.
+HOOKS = (MissingInputsHook(), DemoTargetGuardHook(), RunProvenanceHook(), ProgressLoggingHook())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

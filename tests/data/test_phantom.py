@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -14,12 +15,10 @@ from scipy import ndimage
 
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.phantom import (
-    DEFAULT_PARAMS,
-    PhantomParamsError,
+    PhantomParams,
     generate_dataset,
     plan_dataset,
     render_image,
-    resolve_params,
     studies_per_patient,
 )
 from medclip_residuals.data.phantom_text import (
@@ -27,6 +26,7 @@ from medclip_residuals.data.phantom_text import (
     SLIDE_EFFUSION,
     SLIDE_PNEUMONIA,
 )
+from medclip_residuals.utils.params import ParameterError
 
 # Small but varied: few normals, many pairs and hedged findings, so that 48 images show all.
 SMALL = {
@@ -51,6 +51,18 @@ FINDING_WORDS = {
 ZONE_WORDS = {"upper": "upper lung", "middle": "middle lung", "lower": "lower lung", "heart": "near the heart"}
 
 
+@pytest.fixture(scope="session")
+def phantom_params(base_params) -> Callable[..., PhantomParams]:
+    """Factory: conf/base's demo_data settings (less the grid figure's) with overrides."""
+
+    def make(**overrides: object) -> PhantomParams:
+        raw = base_params("demo_data", **overrides)
+        del raw["grid"]
+        return PhantomParams.parse(raw, "demo_data")
+
+    return make
+
+
 def _png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -58,13 +70,13 @@ def _png(image: Image.Image) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def small_dataset():
-    return generate_dataset(SMALL)
+def small_dataset(phantom_params):
+    return generate_dataset(phantom_params(**SMALL))
 
 
 @pytest.fixture(scope="module")
-def small_renders():
-    cfg = resolve_params({**SMALL, "image_size": 96})
+def small_renders(phantom_params):
+    cfg = phantom_params(**{**SMALL, "image_size": 96})
     plans = plan_dataset(cfg)
     return [(plan, render_image(plan, cfg)) for plan in plans]
 
@@ -72,22 +84,22 @@ def small_renders():
 # ----------------------------------------------------------------------------- determinism
 
 
-def test_same_seed_gives_the_same_png_bytes_and_another_seed_does_not() -> None:
+def test_same_seed_gives_the_same_png_bytes_and_another_seed_does_not(phantom_params) -> None:
     params = {"seed": 11, "n_images": 6, "image_size": 64}
-    manifest_a, loc_a, images_a, masks_a = generate_dataset(params)
-    manifest_b, loc_b, images_b, masks_b = generate_dataset(dict(params))
+    manifest_a, loc_a, images_a, masks_a = generate_dataset(phantom_params(**params))
+    manifest_b, loc_b, images_b, masks_b = generate_dataset(phantom_params(**params))
     assert manifest_a.equals(manifest_b) and loc_a.equals(loc_b)
     assert list(images_a) == list(images_b) and list(masks_a) == list(masks_b)
     assert all(_png(images_a[k]) == _png(images_b[k]) for k in images_a)
     assert all(_png(masks_a[k]) == _png(masks_b[k]) for k in masks_a)
 
-    _, _, images_c, _ = generate_dataset({**params, "seed": 12})
+    _, _, images_c, _ = generate_dataset(phantom_params(**{**params, "seed": 12}))
     assert len(images_c) == len(images_a)
     assert not {_png(i) for i in images_c.values()} & {_png(i) for i in images_a.values()}
 
 
-def test_an_image_does_not_depend_on_the_images_drawn_before_it() -> None:
-    params = {"seed": 3, "n_images": 7, "image_size": 64}
+def test_an_image_does_not_depend_on_the_images_drawn_before_it(phantom_params) -> None:
+    params = phantom_params(seed=3, n_images=7, image_size=64)
     _, _, images, _ = generate_dataset(params)
     plans = plan_dataset(params)
     alone = render_image(plans[5], params).image
@@ -228,11 +240,11 @@ def _cardiothoracic_ratio(rendered) -> float:
     return (np.ptp(heart_cols) + 1) / (np.ptp(lung_cols) + 1)
 
 
-def test_findings_are_visible_at_128_px() -> None:
+def test_findings_are_visible_at_128_px(phantom_params) -> None:
     """Each finding changes the pixels under its mask clearly, compared with the same study
     drawn without it; nodules are at least 5% of the image wide; cardiomegaly means a
     cardiothoracic ratio above 0.55, normal hearts stay below."""
-    cfg = resolve_params({"seed": 21, "n_images": 400, "image_size": 128, "uncertain_fraction": 0.0})
+    cfg = phantom_params(seed=21, n_images=400, image_size=128, uncertain_fraction=0.0)
     plans = plan_dataset(cfg)
     for name in MODELLED_FINDINGS:
         plan = next(p for p in plans if [f.name for f in p.findings] == [name])
@@ -251,9 +263,10 @@ def test_findings_are_visible_at_128_px() -> None:
 # ----------------------------------------------------------------------------- defaults
 
 
-def test_default_plan_has_the_slide_captions_uncertain_labels_and_every_finding() -> None:
-    plans = plan_dataset(DEFAULT_PARAMS)
-    assert len(plans) == DEFAULT_PARAMS["n_images"] >= 1000
+def test_default_plan_has_the_slide_captions_uncertain_labels_and_every_finding(phantom_params) -> None:
+    defaults = phantom_params()
+    plans = plan_dataset(defaults)
+    assert len(plans) == defaults.n_images >= 1000
     reports = [p.report for p in plans]
     assert SLIDE_PNEUMONIA in reports and SLIDE_EFFUSION in reports
     findings = [f for p in plans for f in p.findings]
@@ -268,14 +281,14 @@ def test_default_plan_has_the_slide_captions_uncertain_labels_and_every_finding(
     assert len(patients) < len(plans) / 2  # several images per patient
 
 
-def test_bad_parameters_name_the_key() -> None:
-    with pytest.raises(PhantomParamsError, match=r"demo_data\.n_images"):
-        resolve_params({"n_images": 0})
-    with pytest.raises(PhantomParamsError, match=r"demo_data\.image_size"):
-        resolve_params({"image_size": 8})
-    with pytest.raises(PhantomParamsError, match=r"unknown findings \['Fracture'\]"):
-        resolve_params({"finding_frequencies": {"Fracture": 1.0}})
-    with pytest.raises(PhantomParamsError, match=r"unknown keys \['n_image'\]"):
-        resolve_params({"n_image": 10})
-    with pytest.raises(PhantomParamsError, match=r"images_per_patient"):
-        resolve_params({"images_per_patient": [3, 2]})
+def test_bad_parameters_name_the_key(phantom_params) -> None:
+    with pytest.raises(ParameterError, match=r"demo_data\.n_images"):
+        phantom_params(n_images=0)
+    with pytest.raises(ParameterError, match=r"demo_data\.image_size"):
+        phantom_params(image_size=8)
+    with pytest.raises(ParameterError, match=r"unknown findings \['Fracture'\]"):
+        phantom_params(finding_frequencies={"Fracture": 1.0})
+    with pytest.raises(ParameterError, match=r"unknown key 'n_image'"):
+        phantom_params(n_image=10)
+    with pytest.raises(ParameterError, match=r"images_per_patient"):
+        phantom_params(images_per_patient=[3, 2])

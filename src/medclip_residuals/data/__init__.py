@@ -1,8 +1,13 @@
-"""The data contract in code (docs/DATA_CONTRACT.md).
+"""The data contract in code (docs/DATA_CONTRACT.md), and the demo dataset.
 
-- `contract`: reading and validating manifest.csv and localizations.csv, label policies.
+- `contract`: reading and validating manifest.csv and localizations.csv.
+- `labels`: the CheXpert findings, the localization columns and the uncertainty policy.
+- `report_labels`: CheXpert labels from report text (mentions, negation, uncertainty).
 - `images`: decoding PNG, JPEG and DICOM to grey float32 in [0, 1].
 - `preprocess`: MedCLIP's preprocessing (torch) and its inverse geometry for heatmaps.
+- `folders`: which folders the demo may write into.
+- `phantom`, `phantom_render`, `phantom_text`, `phantom_grid`: the procedural demo dataset
+  (planning, drawing, captions and labels, a grid figure to look at).
 
 Import the submodule you need; this package imports nothing heavy.
 """

@@ -1,6 +1,6 @@
 """Procedural chest X-ray phantoms: the bundled demo dataset, with ground truth.
 
-`generate_dataset(params)` returns what the `demo_data` pipeline writes as a `data_root` in
+`generate_dataset(settings)` returns what the `demo_data` pipeline writes as a `data_root` in
 the layout of DATA_CONTRACT.md: the manifest (one row per image, captions and the 14
 CheXpert label columns), the localizations (one row per image and finding, with a mask),
 and the images and masks as 8-bit grey Pillow images keyed by partition name.
@@ -11,18 +11,20 @@ and the number of studies per patient from (seed, 2). Any one image can be rende
 (`render_image`), and the same seed always gives the same bytes.
 
 The drawing itself lives in `phantom_render` (anatomy and findings) and the captions and
-labels in `phantom_text`.
+labels in `phantom_text`. `PhantomParams` are the generator's settings: the `demo_data`
+parameters (conf/base/parameters_demo_data.yml, the only place their defaults live) less the
+grid figure's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medclip_residuals.data.folders import DEMO_MARKER_HEADER
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS, LOCALIZATION_COLUMNS, LOCALIZATION_EXTRA_COLUMNS
 from medclip_residuals.data.phantom_render import (
     SIDES,
@@ -38,40 +40,67 @@ from medclip_residuals.data.phantom_text import (
     chexpert_labels,
     join_sentences,
 )
+from medclip_residuals.utils.params import ParameterError, Parameters
 
 GENERATOR_VERSION = "2"
 
-DEFAULT_PARAMS: dict[str, Any] = {
-    "seed": 1234,
-    "n_images": 2000,
-    "image_size": 256,
-    "images_per_patient": [2, 4],
-    "normal_fraction": 0.3,
-    "two_finding_fraction": 0.2,
-    "uncertain_fraction": 0.05,
-    "bilateral_effusion_fraction": 0.2,
-    "finding_frequencies": {
-        "Pneumonia": 0.2,
-        "Consolidation": 0.1,
-        "Pleural Effusion": 0.16,
-        "Cardiomegaly": 0.12,
-        "Lung Lesion": 0.13,
-        "Pneumothorax": 0.1,
-        "Edema": 0.09,
-        "Atelectasis": 0.1,
-    },
-    "opacity_zones": {"upper": 0.25, "middle": 0.2, "lower": 0.25, "heart": 0.3},
-}
-# Keys of params:demo_data used elsewhere (the grid figure), accepted here.
-_OTHER_KEYS = {"grid"}
+OPACITY_ZONES: tuple[str, ...] = ("upper", "middle", "lower", "heart")
 # Pairs not drawn together in one study (they look alike and would muddle the labels).
 _EXCLUSIVE = {frozenset({"Pneumonia", "Consolidation"})}
 _FOCAL = ("Pneumonia", "Consolidation", "Lung Lesion", "Atelectasis", "Pneumothorax")
 MANIFEST_COLUMNS = ("image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS)
 
 
-class PhantomParamsError(ValueError):
-    """The `demo_data` parameters are invalid; the message names the key."""
+@dataclass(frozen=True)
+class PhantomParams(Parameters):
+    """What the phantom generator draws: the `demo_data` parameters, less the grid figure's.
+
+    Example (a few small images, pneumonia in the lower zones only):
+        >>> settings = PhantomParams.parse({
+        ...     "seed": 1234, "n_images": 8, "image_size": 64, "images_per_patient": [2, 4],
+        ...     "normal_fraction": 0.3, "two_finding_fraction": 0.2, "uncertain_fraction": 0.05,
+        ...     "bilateral_effusion_fraction": 0.2, "finding_frequencies": {"Pneumonia": 1.0},
+        ...     "opacity_zones": {"lower": 1.0}}, "demo_data")
+        >>> len(plan_dataset(settings))
+        8
+    """
+
+    seed: int
+    n_images: int
+    image_size: int  # pixels, square
+    images_per_patient: tuple[int, ...]  # [min, max] studies per patient
+    normal_fraction: float
+    two_finding_fraction: float
+    uncertain_fraction: float
+    bilateral_effusion_fraction: float
+    finding_frequencies: dict[str, float]  # relative, per modelled finding; the order is the draw's
+    opacity_zones: dict[str, float]  # relative, per zone of OPACITY_ZONES; the order is the draw's
+
+    def check(self, where: str) -> None:
+        """Sizes, fractions and weights in range; findings and zones known."""
+
+        def fail(key: str, problem: str) -> None:
+            raise ParameterError(f"{where}.{key}: {problem} (got {getattr(self, key)!r})")
+
+        for key, low in (("n_images", 1), ("image_size", 32)):
+            if getattr(self, key) < low:
+                fail(key, f"must be an integer >= {low}")
+        if self.seed < 0:
+            fail("seed", "must be a non-negative integer")
+        per_patient = self.images_per_patient
+        if len(per_patient) != 2 or not 1 <= per_patient[0] <= per_patient[1]:
+            fail("images_per_patient", "must be [min, max] with 1 <= min <= max")
+        for key in ("normal_fraction", "two_finding_fraction", "uncertain_fraction", "bilateral_effusion_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                fail(key, "must be a fraction in [0, 1]")
+        unknown = sorted(set(self.finding_frequencies) - set(MODELLED_FINDINGS))
+        if unknown:
+            fail("finding_frequencies", f"unknown findings {unknown}; known: {list(MODELLED_FINDINGS)}")
+        weights = self.finding_frequencies.values()
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            fail("finding_frequencies", "weights must be >= 0 and not all zero")
+        if set(self.opacity_zones) - set(OPACITY_ZONES) or sum(self.opacity_zones.values()) <= 0:
+            fail("opacity_zones", "keys must be upper/middle/lower/heart with positive total weight")
 
 
 @dataclass(frozen=True)
@@ -90,45 +119,6 @@ class StudyPlan:
 def mask_slug(finding: str) -> str:
     """File-name part of a finding's mask: "Pleural Effusion" -> "pleural_effusion"."""
     return finding.lower().replace(" ", "_")
-
-
-# ----------------------------------------------------------------------------- parameters
-
-
-def resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    """Fill in defaults and check every value, naming the parameter that is wrong."""
-    where = "parameters demo_data"
-    unknown_keys = sorted(set(params or {}) - set(DEFAULT_PARAMS) - _OTHER_KEYS)
-    if unknown_keys:
-        raise PhantomParamsError(f"{where}: unknown keys {unknown_keys}; known: {sorted(set(DEFAULT_PARAMS) | _OTHER_KEYS)}")
-    cfg = {**DEFAULT_PARAMS, **(params or {})}
-
-    def fail(key: str, problem: str) -> None:
-        raise PhantomParamsError(f"{where}.{key}: {problem} (got {cfg.get(key)!r})")
-
-    for key, low in (("n_images", 1), ("image_size", 32)):
-        if not isinstance(cfg[key], (int, np.integer)) or isinstance(cfg[key], bool) or cfg[key] < low:
-            fail(key, f"must be an integer >= {low}")
-    if not isinstance(cfg["seed"], (int, np.integer)) or cfg["seed"] < 0:
-        fail("seed", "must be a non-negative integer")
-    per = cfg["images_per_patient"]
-    if not (isinstance(per, (list, tuple)) and len(per) == 2 and 1 <= int(per[0]) <= int(per[1])):
-        fail("images_per_patient", "must be [min, max] with 1 <= min <= max")
-    for key in ("normal_fraction", "two_finding_fraction", "uncertain_fraction", "bilateral_effusion_fraction"):
-        if not 0.0 <= float(cfg[key]) <= 1.0:
-            fail(key, "must be a fraction in [0, 1]")
-    freqs = dict(cfg["finding_frequencies"])
-    unknown = sorted(set(freqs) - set(MODELLED_FINDINGS))
-    if unknown:
-        fail("finding_frequencies", f"unknown findings {unknown}; known: {list(MODELLED_FINDINGS)}")
-    if any(float(w) < 0 for w in freqs.values()) or sum(float(w) for w in freqs.values()) <= 0:
-        fail("finding_frequencies", "weights must be >= 0 and not all zero")
-    zones = dict(cfg["opacity_zones"])
-    if set(zones) - {"upper", "middle", "lower", "heart"} or sum(float(w) for w in zones.values()) <= 0:
-        fail("opacity_zones", "keys must be upper/middle/lower/heart with positive total weight")
-    cfg["finding_frequencies"] = freqs
-    cfg["opacity_zones"] = zones
-    return cfg
 
 
 # ----------------------------------------------------------------------------- planning
@@ -171,12 +161,14 @@ def _choice(rng: np.random.Generator, weights: dict[str, float]) -> str:
     return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
-def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], avoid: set[tuple[str, str]]) -> FindingSpec:
+def _sample_finding(
+    name: str, rng: np.random.Generator, settings: PhantomParams, avoid: set[tuple[str, str]]
+) -> FindingSpec:
     """Draw where a finding is and its shape."""
-    uncertain = bool(rng.random() < cfg["uncertain_fraction"])
+    uncertain = bool(rng.random() < settings.uncertain_fraction)
     side = SIDES[int(rng.integers(2))]
     if name in ("Pneumonia", "Consolidation", "Lung Lesion"):
-        zones = dict(cfg["opacity_zones"]) if name != "Lung Lesion" else {"upper": 1, "middle": 1, "lower": 1}
+        zones = dict(settings.opacity_zones) if name != "Lung Lesion" else {"upper": 1, "middle": 1, "lower": 1}
         for _ in range(8):  # not on top of the other focal finding
             zone = _choice(rng, zones)
             if (side, zone) not in avoid:
@@ -201,7 +193,7 @@ def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], av
             }
         return FindingSpec(name, side, zone, uncertain, shape)
     if name == "Pleural Effusion":
-        if rng.random() < cfg["bilateral_effusion_fraction"]:
+        if rng.random() < settings.bilateral_effusion_fraction:
             side = "bilateral"
         shape = {"depth": rng.uniform(0.22, 0.36), "meniscus": rng.uniform(0.04, 0.08)}
         return FindingSpec(name, side, "lower", uncertain, shape)
@@ -230,43 +222,42 @@ def _sample_finding(name: str, rng: np.random.Generator, cfg: dict[str, Any], av
             "lift": rng.uniform(0.015, 0.03),
         }
         return FindingSpec(name, side, "lower", uncertain, shape)
-    raise PhantomParamsError(f"parameters demo_data.finding_frequencies: unknown finding {name!r}")
+    raise ParameterError(f"demo_data.finding_frequencies: unknown finding {name!r}")
 
 
-def sample_findings(rng: np.random.Generator, cfg: dict[str, Any]) -> tuple[FindingSpec, ...]:
+def sample_findings(rng: np.random.Generator, settings: PhantomParams) -> tuple[FindingSpec, ...]:
     """None (a normal study), one finding, or two different, compatible findings."""
-    if rng.random() < cfg["normal_fraction"]:
+    if rng.random() < settings.normal_fraction:
         return ()
-    weights = {k: float(w) for k, w in cfg["finding_frequencies"].items() if float(w) > 0}
+    weights = {k: float(w) for k, w in settings.finding_frequencies.items() if float(w) > 0}
     names = [_choice(rng, weights)]
-    if rng.random() < cfg["two_finding_fraction"]:
+    if rng.random() < settings.two_finding_fraction:
         rest = {k: w for k, w in weights.items() if k != names[0] and frozenset({k, names[0]}) not in _EXCLUSIVE}
         if rest:
             names.append(_choice(rng, rest))
     findings: list[FindingSpec] = []
     taken: set[tuple[str, str]] = set()
     for name in names:
-        spec = _sample_finding(name, rng, cfg, taken)
+        spec = _sample_finding(name, rng, settings, taken)
         if name in _FOCAL:
             taken.add((spec.side, spec.zone))
         findings.append(spec)
     return tuple(findings)
 
 
-def plan_dataset(params: dict[str, Any] | None) -> list[StudyPlan]:
+def plan_dataset(settings: PhantomParams) -> list[StudyPlan]:
     """Ids, patients, findings and captions of every study, without drawing any pixels."""
-    cfg = resolve_params(params)
-    low, high = (int(x) for x in cfg["images_per_patient"])
-    counts = studies_per_patient(int(cfg["n_images"]), low, high, int(cfg["seed"]))
+    low, high = settings.images_per_patient
+    counts = studies_per_patient(settings.n_images, low, high, settings.seed)
     width = max(4, len(str(len(counts))))
     plans = []
     index = 0
     for p, count in enumerate(counts):
         patient_id = f"p{p + 1:0{width}d}"
         for s in range(count):
-            rng = np.random.default_rng([int(cfg["seed"]), 1, index])
+            rng = np.random.default_rng([settings.seed, 1, index])
             sample_pose(rng)  # the pose comes first in this stream (see render_image)
-            findings = sample_findings(rng, cfg)
+            findings = sample_findings(rng, settings)
             sentences = caption_sentences(findings, rng)
             report = join_sentences(sentences, rng)
             plans.append(StudyPlan(f"{patient_id}_s{s + 1:02d}", patient_id, index, p, findings, report, sentences))
@@ -274,34 +265,32 @@ def plan_dataset(params: dict[str, Any] | None) -> list[StudyPlan]:
     return plans
 
 
-def render_image(plan: StudyPlan, params: dict[str, Any] | None) -> Rendered:
+def render_image(plan: StudyPlan, settings: PhantomParams) -> Rendered:
     """Draw one planned study (independent of every other study)."""
-    cfg = resolve_params(params)
-    seed = int(cfg["seed"])
+    seed = settings.seed
     anatomy = sample_anatomy(np.random.default_rng([seed, 0, plan.patient_index]))
     pose = sample_pose(np.random.default_rng([seed, 1, plan.image_index]))
     noise_rng = np.random.default_rng([seed, 3, plan.image_index])
-    return render_study(anatomy, pose, plan.findings, int(cfg["image_size"]), noise_rng)
+    return render_study(anatomy, pose, plan.findings, settings.image_size, noise_rng)
 
 
 # ----------------------------------------------------------------------------- dataset
 
 
 def generate_dataset(
-    params: dict[str, Any] | None,
+    settings: PhantomParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Image.Image], dict[str, Image.Image]]:
     """Plan and draw the whole demo dataset.
 
     Returns the manifest, the localizations, the images keyed by image_id and the masks
     keyed by "<image_id>_<finding slug>" (8-bit grey, masks 0/255).
     """
-    cfg = resolve_params(params)
-    plans = plan_dataset(cfg)
+    plans = plan_dataset(settings)
     manifest_rows, loc_rows = [], []
     images: dict[str, Image.Image] = {}
     masks: dict[str, Image.Image] = {}
     for plan in plans:
-        rendered = render_image(plan, cfg)
+        rendered = render_image(plan, settings)
         images[plan.image_id] = Image.fromarray(rendered.image)
         manifest_rows.append(
             {
@@ -317,7 +306,7 @@ def generate_dataset(
             key = f"{plan.image_id}_{mask_slug(finding.name)}"
             mask = rendered.masks[finding.name]
             if not mask.any():  # cannot happen for sane sizes; say so rather than write nothing
-                raise RuntimeError(f"{plan.image_id}: the mask of {finding.name} is empty at image_size {cfg['image_size']}")
+                raise RuntimeError(f"{plan.image_id}: the mask of {finding.name} is empty at image_size {settings.image_size}")
             masks[key] = Image.fromarray(np.where(mask, 255, 0).astype(np.uint8))
             loc_rows.append(
                 {
@@ -335,3 +324,15 @@ def generate_dataset(
     manifest = pd.DataFrame(manifest_rows, columns=list(MANIFEST_COLUMNS))
     localizations = pd.DataFrame(loc_rows, columns=[*LOCALIZATION_COLUMNS, *LOCALIZATION_EXTRA_COLUMNS])
     return manifest, localizations, images, masks
+
+
+def demo_marker(settings: PhantomParams) -> str:
+    """The text of the demo's marker file (data/folders.py): which generator, seed and size
+    made the folder, and that it is the demo's own, safe to overwrite."""
+    return (
+        f"{DEMO_MARKER_HEADER} (procedural chest X-ray phantoms)\n"
+        f"version: {GENERATOR_VERSION}\n"
+        f"seed: {settings.seed}\n"
+        f"n_images: {settings.n_images}\n"
+        f"image_size: {settings.image_size}\n"
+    )

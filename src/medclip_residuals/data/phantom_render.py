@@ -14,7 +14,9 @@ right, `u = 0.5 + dx` on the patient's left.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -496,17 +498,60 @@ def _rasterize(trees: tuple[VesselTree, VesselTree], geo: Geometry, layers: int 
     return out
 
 
+@dataclass(frozen=True)
+class _LungFields:
+    """Per-pixel fields of a study's lungs that the findings draw on."""
+
+    soft: dict[str, np.ndarray]  # each visible lung's coverage, with a soft edge
+    hard: dict[str, np.ndarray]  # each visible lung, boolean
+    air: np.ndarray  # the air's thickness, which airspace findings replace
+    bronchi: np.ndarray  # the finer vessel layers, standing for the bronchi (air bronchograms)
+
+
+class _FindingLayer(NamedTuple):
+    """What one finding adds, over its region only: density, its mask, and the fraction of the
+    vessels that stay visible through it."""
+
+    region: Region
+    added: np.ndarray
+    mask: np.ndarray
+    vessel_keep: np.ndarray
+
+
 def render_study(
     anatomy: Anatomy, pose: Pose, findings: tuple[FindingSpec, ...], size: int, rng: np.random.Generator
 ) -> Rendered:
     """Render one study: the 8-bit image, a mask per finding, and the lung and heart masks."""
     geo = Geometry(anatomy, pose, size, findings)
-    a = anatomy
-    v, adx = geo.v, geo.adx
     eps = 1.2 * geo.px
-    zoom_px = size * geo.total_zoom  # pixels per canonical unit
+    density = _body(geo, eps, rng)
+    heart_d = geo.heart_distance()
+    heart_soft = _soft(heart_d, 2.5 * eps)
+    density += F32(0.3) * heart_soft
+    lung_soft, lung_hard, air, abdomen = _lungs(geo, eps, heart_soft)
+    visible_lung = _clip01(air)
+    # liver and abdomen under the domes, within the rib cage
+    density += F32(0.25) * abdomen * _soft(F32(max(anatomy.lateral)) + F32(0.03) - geo.adx, 0.04)
 
-    # body: soft tissue of neck, shoulders and chest, thick until close to the skin
+    # pulmonary vessels, denser towards the hila
+    layers = _rasterize(anatomy.vessels, geo)
+    vessels = F32(1.3) * layers[0] + layers[1] + layers[2]
+    texture = _noise(rng, size, max(0.7, 0.005 * (size * geo.total_zoom)))
+    lungs = _LungFields(lung_soft, lung_hard, air, layers[1] + layers[2])
+    masks, vessel_keep = _draw_findings(findings, geo, lungs, density, rng)
+
+    density -= F32(_LUNG_AIR) * air
+    density += (F32(_VESSEL_GAIN) * vessels + F32(0.02) * texture) * visible_lung * vessel_keep
+    _airway(geo, density)
+    _gastric_bubble(geo, density)
+    _breasts(geo, density)
+    _bones(geo, density, heart_soft)
+    return Rendered(image=_expose(density, pose, rng, size), masks=masks, lungs=lung_hard, heart=heart_d > 0)
+
+
+def _body(geo: Geometry, eps: float, rng: np.random.Generator) -> np.ndarray:
+    """Density of the soft tissue of neck, shoulders and chest, thick until close to the skin."""
+    a = geo.anatomy
     sv = a.shoulder_v
     body_lut = _Lut(
         lambda vv: np.interp(
@@ -517,16 +562,20 @@ def render_study(
         -0.6,
         1.6,
     )
-    body_w = body_lut(v)
-    inside_body = _soft(body_w - adx, 2 * eps)
-    density = np.sqrt(_clip01(F32(1.0) - (adx / body_w) ** 4)) * inside_body
-    density *= F32(1.0) + F32(0.04) * _noise(rng, size, 0.05 * zoom_px)
+    body_w = body_lut(geo.v)
+    inside_body = _soft(body_w - geo.adx, 2 * eps)
+    density = np.sqrt(_clip01(F32(1.0) - (geo.adx / body_w) ** 4)) * inside_body
+    density *= F32(1.0) + F32(0.04) * _noise(rng, geo.size, 0.05 * (geo.size * geo.total_zoom))
+    return density
 
-    heart_d = geo.heart_distance()
-    heart_soft = _soft(heart_d, 2.5 * eps)
-    density += F32(0.3) * heart_soft
 
-    # lungs: air, thickest in the middle of each lung, thin at the edges and the apex
+def _lungs(
+    geo: Geometry, eps: float, heart_soft: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Each lung's soft and hard coverage, the air (thickest in the middle of each lung, thin at
+    the edges and the apex, partly seen behind the heart and in the posterior recesses), and the
+    abdomen under the domes."""
+    v = geo.v
     lung_soft: dict[str, np.ndarray] = {}
     lung_hard: dict[str, np.ndarray] = {}
     air = np.zeros_like(v)
@@ -549,42 +598,45 @@ def render_study(
         recess = _soft(lat - dx, eps) * np.exp(-np.maximum(below, F32(0.0)) * F32(1 / 0.025)) * (below > 0)
         air += F32(0.25) * recess * _smoothstep(0.06, 0.16, dx)
         abdomen += _soft(below, 3 * eps) * (dx >= 0)
-    visible_lung = _clip01(air)
-    # liver and abdomen under the domes, within the rib cage
-    density += F32(0.25) * abdomen * _soft(F32(max(a.lateral)) + F32(0.03) - adx, 0.04)
+    return lung_soft, lung_hard, air, abdomen
 
-    # pulmonary vessels, denser towards the hila
-    layers = _rasterize(a.vessels, geo)
-    vessels = F32(1.3) * layers[0] + layers[1] + layers[2]
-    bronchi = layers[1] + layers[2]
-    texture = _noise(rng, size, max(0.7, 0.005 * zoom_px))
 
+def _draw_findings(
+    findings: tuple[FindingSpec, ...], geo: Geometry, lungs: _LungFields, density: np.ndarray,
+    rng: np.random.Generator,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Add each finding's density to `density`, in order; return the masks by finding and the
+    fraction of the vessels left visible."""
     masks: dict[str, np.ndarray] = {}
-    vessel_keep = np.ones_like(v)
+    vessel_keep = np.ones_like(geo.v)
     for finding in findings:
-        reg, added, mask, keep = _render_finding(finding, geo, lung_soft, lung_hard, air, bronchi, rng)
-        density[reg.sl] += added
-        vessel_keep[reg.sl] *= keep
-        masks[finding.name] = reg.full(mask, False)
+        layer = _render_finding(finding, geo, lungs, rng)
+        density[layer.region.sl] += layer.added
+        vessel_keep[layer.region.sl] *= layer.vessel_keep
+        masks[finding.name] = layer.region.full(layer.mask, False)
+    return masks, vessel_keep
 
-    density -= F32(_LUNG_AIR) * air
-    density += (F32(_VESSEL_GAIN) * vessels + F32(0.02) * texture) * visible_lung * vessel_keep
-    _airway(geo, density)
-    if a.gastric_bubble is not None:  # stomach gas under the left hemidiaphragm
-        bx, bw, bh = a.gastric_bubble
-        bv = float(geo.dome(1, bx)) + 0.012 + bh
-        reg = region(geo, 0.5 + bx - bw, 0.5 + bx + bw, bv - bh, bv + bh)
-        if not reg.empty:
-            e = ((reg.dxs - F32(bx)) / F32(bw)) ** 2 + ((reg.v - F32(bv)) / F32(bh)) ** 2
-            density[reg.sl] -= F32(0.25) * _soft(F32(1.0) - e, 0.2) * (reg.v < F32(bv + 0.5 * bh))
-    if a.breast > 0:  # breast shadows over the lower zones
-        reg = region(geo, 0.05, 0.95, 0.5, 0.8)
-        for side in SIDES:
-            e = ((reg.side_dx(side) - F32(0.26)) / F32(0.17)) ** 2 + ((reg.v - F32(0.64)) / F32(0.14)) ** 2
-            density[reg.sl] += F32(a.breast) * np.sqrt(_clip01(F32(1.0) - e)) * _smoothstep(0.5, 0.74, reg.v)
-    _bones(geo, density, heart_soft)
 
-    return Rendered(image=_expose(density, pose, rng, size), masks=masks, lungs=lung_hard, heart=heart_d > 0)
+def _gastric_bubble(geo: Geometry, density: np.ndarray) -> None:
+    """Subtract the stomach's gas under the left hemidiaphragm, when the patient shows one."""
+    if geo.anatomy.gastric_bubble is None:
+        return
+    bx, bw, bh = geo.anatomy.gastric_bubble
+    bv = float(geo.dome(1, bx)) + 0.012 + bh
+    reg = region(geo, 0.5 + bx - bw, 0.5 + bx + bw, bv - bh, bv + bh)
+    if not reg.empty:
+        e = ((reg.dxs - F32(bx)) / F32(bw)) ** 2 + ((reg.v - F32(bv)) / F32(bh)) ** 2
+        density[reg.sl] -= F32(0.25) * _soft(F32(1.0) - e, 0.2) * (reg.v < F32(bv + 0.5 * bh))
+
+
+def _breasts(geo: Geometry, density: np.ndarray) -> None:
+    """Add the breast shadows over the lower zones, when the patient has them."""
+    if not geo.anatomy.breast > 0:
+        return
+    reg = region(geo, 0.05, 0.95, 0.5, 0.8)
+    for side in SIDES:
+        e = ((reg.side_dx(side) - F32(0.26)) / F32(0.17)) ** 2 + ((reg.v - F32(0.64)) / F32(0.14)) ** 2
+        density[reg.sl] += F32(geo.anatomy.breast) * np.sqrt(_clip01(F32(1.0) - e)) * _smoothstep(0.5, 0.74, reg.v)
 
 
 def _airway(geo: Geometry, density: np.ndarray) -> None:
@@ -679,6 +731,9 @@ def _expose(density: np.ndarray, pose: Pose, rng: np.random.Generator, size: int
 
 
 # ----------------------------------------------------------------------------- findings
+# One renderer per finding: (finding, geometry, lung fields, generator) -> _FindingLayer.
+# Airspace findings replace a fraction of the lung's air, so that no opacity is denser than
+# soft tissue; a nodule adds its own tissue.
 
 
 def _focal_region(geo: Geometry, side: str, cx: float, cv: float, rx: float, rv: float) -> Region:
@@ -686,149 +741,207 @@ def _focal_region(geo: Geometry, side: str, cx: float, cv: float, rx: float, rv:
     return region(geo, u - rx, u + rx, cv - rv, cv + rv)
 
 
-def _render_finding(
-    finding: FindingSpec,
-    geo: Geometry,
-    lung_soft: dict[str, np.ndarray],
-    lung_hard: dict[str, np.ndarray],
-    air: np.ndarray,
-    bronchi: np.ndarray,
-    rng: np.random.Generator,
-) -> tuple[Region, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (region, added density, boolean mask, vessel visibility) of one finding, the
-    last three over the region only.
+def _airspace_ellipse(finding: FindingSpec, geo: Geometry) -> tuple[Region, np.ndarray]:
+    """Where a pneumonia or consolidation lies: its region and the squared elliptic distance
+    from its centre (1 on the ellipse). Zone "heart" is in the lung against the heart border,
+    `t` measured down the heart."""
+    side, sh = finding.side, finding.shape
+    if finding.zone == "heart":
+        top, bottom = geo.anatomy.heart_top, geo.dome_top[SIDES.index(side)]
+        cv = top + sh["t"] * (bottom - top)
+        cx = float(geo.mediastinum(side, cv)) + sh["rx"] * 0.5
+    else:
+        cx, cv = geo.point(side, sh["t"], sh["f"])
+    reg = _focal_region(geo, side, cx, cv, 2.2 * sh["rx"], 2.2 * sh["rv"])
+    dx, v = reg.side_dx(side), reg.v
+    e = ((dx - F32(cx)) * F32(1 / sh["rx"])) ** 2 + ((v - F32(cv)) * F32(1 / sh["rv"])) ** 2
+    return reg, e
 
-    Airspace findings replace a fraction of the lung's air (`air`), so that no opacity is
-    denser than soft tissue; a nodule adds its own tissue.
-    """
-    name, sh = finding.name, finding.shape
+
+def _airspace_layer(
+    finding: FindingSpec, reg: Region, opacity: np.ndarray, lungs: _LungFields, bronchograms: bool
+) -> _FindingLayer:
+    """An airspace opacity within its lung: it replaces the air, and with `bronchograms` the
+    bronchi stay dark inside the airless lung."""
+    side = finding.side
+    opacity *= reg.take(lungs.soft[side])
+    added = F32(finding.shape["amp"] * _LUNG_AIR) * opacity * reg.take(lungs.air)
+    if bronchograms:
+        added -= F32(0.12) * _clip01(reg.take(lungs.bronchi) * F32(1 / 0.008)) * opacity
+    mask = (opacity > 0.3) & reg.take(lungs.hard[side])
+    return _FindingLayer(reg, added, mask, F32(1.0) - F32(0.85) * opacity)
+
+
+def _render_pneumonia(finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator) -> _FindingLayer:
+    """Patchy and ill-defined, several confluent blobs: wide, hazy and mottled, with aerated
+    gaps, unlike a consolidation's dense sharp block or a nodule's small round ball."""
+    reg, e = _airspace_ellipse(finding, geo)
     zoom_px = geo.size * geo.total_zoom
+    blur = max(0.5, 0.005 * zoom_px)
+    envelope = np.exp(-(e ** F32(1.2)))
+    patch = envelope * (F32(0.85) + F32(0.5) * _noise(rng, reg.shape, 0.015 * zoom_px))
+    patch += F32(0.1) * envelope * _noise(rng, reg.shape, 0.006 * zoom_px)
+    opacity = ndimage.gaussian_filter(_smoothstep(0.15, 0.9, patch), 1.5 * blur)
+    return _airspace_layer(finding, reg, opacity, lungs, bronchograms=False)
 
-    if name in ("Pneumonia", "Consolidation"):
-        side = finding.side
-        if finding.zone == "heart":  # in the lung against the heart border; t: down the heart
-            top, bottom = geo.anatomy.heart_top, geo.dome_top[SIDES.index(side)]
-            cv = top + sh["t"] * (bottom - top)
-            cx = float(geo.mediastinum(side, cv)) + sh["rx"] * 0.5
-        else:
-            cx, cv = geo.point(side, sh["t"], sh["f"])
-        reg = _focal_region(geo, side, cx, cv, 2.2 * sh["rx"], 2.2 * sh["rv"])
-        dx, v = reg.side_dx(side), reg.v
-        e = ((dx - F32(cx)) * F32(1 / sh["rx"])) ** 2 + ((v - F32(cv)) * F32(1 / sh["rv"])) ** 2
-        blur = max(0.5, 0.005 * zoom_px)
-        if name == "Pneumonia":  # patchy, ill-defined, several confluent blobs
-            envelope = np.exp(-(e ** F32(1.2)))
-            # wide, hazy and mottled, with aerated gaps: unlike a consolidation's dense sharp
-            # block or a nodule's small round ball
-            patch = envelope * (F32(0.85) + F32(0.5) * _noise(rng, reg.shape, 0.015 * zoom_px))
-            patch += F32(0.1) * envelope * _noise(rng, reg.shape, 0.006 * zoom_px)
-            opacity = ndimage.gaussian_filter(_smoothstep(0.15, 0.9, patch), 1.5 * blur)
-        else:  # dense and homogeneous, sharp irregular outline, air bronchograms
-            e = e / np.square(F32(1.0) + F32(0.18) * _noise(rng, reg.shape, 0.02 * zoom_px))
-            opacity = ndimage.gaussian_filter(_smoothstep(0.35, 0.6, np.exp(-(e**2))), 1.2 * blur)
-            opacity *= F32(0.93) + F32(0.07) * _noise(rng, reg.shape, 0.004 * zoom_px)
-        opacity *= reg.take(lung_soft[side])
-        added = F32(sh["amp"] * _LUNG_AIR) * opacity * reg.take(air)
-        if name == "Consolidation":  # bronchi stay dark inside the airless lung
-            added -= F32(0.12) * _clip01(reg.take(bronchi) * F32(1 / 0.008)) * opacity
-        mask = (opacity > 0.3) & reg.take(lung_hard[side])
-        return reg, added, mask, F32(1.0) - F32(0.85) * opacity
 
-    if name == "Pleural Effusion":
-        reg = region(geo, 0.0, 1.0, 0.3, 1.2)
-        v = reg.v
-        added = np.zeros(reg.shape, dtype=F32)
-        mask = np.zeros(reg.shape, dtype=bool)
-        for side in SIDES if finding.side == "bilateral" else (finding.side,):
-            i = SIDES.index(side)
-            dx = reg.side_dx(side)
-            top, bottom = geo.lung_extent(i)
-            level = bottom - sh["depth"] * (bottom - top)
-            med, lat = reg.take(geo.med_at(side)), reg.take(geo.lat_at(side))
-            rel = np.clip((dx - med) / np.maximum(lat - med, F32(1e-3)), 0.0, 1.2)
-            meniscus = F32(level) - F32(sh["meniscus"]) * rel ** F32(1.6)
-            fluid = _smoothstep(-0.004, 0.03, v - meniscus)
-            envelope = reg.take(geo.envelope_distance(side))
-            inside = _soft(envelope + F32(0.01), 2 * geo.px) * _smoothstep(-0.03, 0.01, dx - med)
-            added += (F32(_LUNG_AIR) * reg.take(air) + F32(0.05)) * fluid * inside
-            mask |= reg.take(lung_hard[side]) & (fluid > 0.5)
-        return reg, added, mask, np.ones(reg.shape, dtype=F32)
+def _render_consolidation(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """Dense and homogeneous, with a sharp irregular outline and air bronchograms."""
+    reg, e = _airspace_ellipse(finding, geo)
+    zoom_px = geo.size * geo.total_zoom
+    blur = max(0.5, 0.005 * zoom_px)
+    e = e / np.square(F32(1.0) + F32(0.18) * _noise(rng, reg.shape, 0.02 * zoom_px))
+    opacity = ndimage.gaussian_filter(_smoothstep(0.35, 0.6, np.exp(-(e**2))), 1.2 * blur)
+    opacity *= F32(0.93) + F32(0.07) * _noise(rng, reg.shape, 0.004 * zoom_px)
+    return _airspace_layer(finding, reg, opacity, lungs, bronchograms=True)
 
-    if name == "Cardiomegaly":
-        reg = region(geo, 0.0, 1.0, 0.3, 1.0)
-        return reg, np.zeros(reg.shape, dtype=F32), reg.take(geo.heart_distance()) > 0, np.ones(reg.shape, dtype=F32)
 
-    if name == "Lung Lesion":
-        side = finding.side
-        cx, cv = geo.point(side, sh["t"], sh["f"])
-        reg = _focal_region(geo, side, cx, cv, 1.6 * sh["radius"], 1.6 * sh["radius"])
-        dx, v = reg.side_dx(side), reg.v
-        ang = np.arctan2(v - F32(cv), dx - F32(cx))
-        lobes = F32(1.0) + F32(0.09) * np.sin(F32(3) * ang + F32(sh["phase"])) + F32(0.05) * np.sin(F32(5) * ang + F32(2 * sh["phase"]))
-        rr = np.hypot(dx - F32(cx), v - F32(cv)) / (F32(sh["radius"]) * lobes)
-        ball = np.sqrt(_clip01(F32(1.0) - rr * rr))
-        ball = ndimage.gaussian_filter(ball, max(0.5, 0.005 * zoom_px))
-        # smooth and well circumscribed (a consolidation is mottled, with air bronchograms)
-        added = F32(sh["amp"]) * ball * (F32(0.95) + F32(0.05) * _noise(rng, reg.shape, max(0.5, 0.004 * zoom_px)))
-        return reg, added, rr < 1.0, F32(1.0) - F32(0.7) * ball
+def _render_effusion(finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator) -> _FindingLayer:
+    """Fluid filling the lung's base up to a meniscus that rises towards the lateral wall, on
+    one side or both."""
+    sh = finding.shape
+    reg = region(geo, 0.0, 1.0, 0.3, 1.2)
+    v = reg.v
+    added = np.zeros(reg.shape, dtype=F32)
+    mask = np.zeros(reg.shape, dtype=bool)
+    for side in SIDES if finding.side == "bilateral" else (finding.side,):
+        i = SIDES.index(side)
+        dx = reg.side_dx(side)
+        top, bottom = geo.lung_extent(i)
+        level = bottom - sh["depth"] * (bottom - top)
+        med, lat = reg.take(geo.med_at(side)), reg.take(geo.lat_at(side))
+        rel = np.clip((dx - med) / np.maximum(lat - med, F32(1e-3)), 0.0, 1.2)
+        meniscus = F32(level) - F32(sh["meniscus"]) * rel ** F32(1.6)
+        fluid = _smoothstep(-0.004, 0.03, v - meniscus)
+        envelope = reg.take(geo.envelope_distance(side))
+        inside = _soft(envelope + F32(0.01), 2 * geo.px) * _smoothstep(-0.03, 0.01, dx - med)
+        added += (F32(_LUNG_AIR) * reg.take(lungs.air) + F32(0.05)) * fluid * inside
+        mask |= reg.take(lungs.hard[side]) & (fluid > 0.5)
+    return _FindingLayer(reg, added, mask, np.ones(reg.shape, dtype=F32))
 
-    if name == "Pneumothorax":
-        side = finding.side
-        u_lat = 0.5 + _SIGN[side] * 0.45
-        reg = region(geo, min(0.5, u_lat), max(0.5, u_lat), 0.0, 0.85)
-        top, bottom = geo.lung_extent(SIDES.index(side))
-        t = _clip01((reg.v - F32(top)) * F32(1.0 / (bottom - top)))
-        rim = F32(sh["rim"]) * _clip01(F32(1.0) - t * F32(1.0 / sh["extent"])) ** F32(0.6)
-        dist = reg.take(geo.outer_distance(side))
-        in_lung = reg.take(lung_soft[side])
-        pleural_air = _soft(rim - dist, 1.5 * geo.px) * in_lung
-        visible = (rim > F32(0.006)) * in_lung
-        line = np.exp(-np.square((dist - rim) * F32(1.0 / (1.2 * geo.px + 0.0015)))) * visible
-        collapsed = _soft(dist - rim, geo.px) * _soft(rim + F32(0.05) - dist, 0.03) * visible
-        added = F32(0.22) * line + F32(0.1) * collapsed - F32(sh["lucency"]) * pleural_air
-        mask = reg.take(lung_hard[side]) & (dist < rim) & (rim > F32(0.004))
-        return reg, added, mask, F32(1.0) - pleural_air
 
-    if name == "Edema":
-        reg = region(geo, 0.0, 1.0, 0.05, 1.0)
-        v = reg.v
-        added = np.zeros(reg.shape, dtype=F32)
-        mask = np.zeros(reg.shape, dtype=bool)
-        patch = F32(1.0) + F32(0.25) * _noise(rng, reg.shape, 0.015 * zoom_px)
-        for i, side in enumerate(SIDES):
-            dx = reg.side_dx(side)
-            top, bottom = geo.lung_extent(i)
-            hv = top + 0.5 * (bottom - top)
-            hx = float(geo.mediastinum(side, hv)) + 0.02
-            haze = np.exp(F32(-0.5) * (((dx - F32(hx)) * F32(1 / sh["sx"])) ** 2 + ((v - F32(hv)) * F32(1 / sh["sv"])) ** 2))
-            haze *= patch
-            soft = reg.take(lung_soft[side])
-            added += F32(sh["amp"] * _LUNG_AIR) * haze * reg.take(air)
-            lat = reg.take(geo.lat_at(side))
-            for k in range(sh["kerley"]):  # Kerley B lines: short horizontal lines at the bases
-                vk = top + (0.62 + 0.05 * k) * (bottom - top)
-                line = np.exp(-np.square((v - F32(vk)) * F32(1.0 / (0.0025 + geo.px))))
-                added += F32(0.08) * line * _soft(F32(0.03) - (lat - dx), 0.004) * soft
-            mask |= reg.take(lung_hard[side]) & (haze > 0.5)
-        return reg, added, mask, np.full(reg.shape, 0.75, dtype=F32)
+def _render_cardiomegaly(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """Nothing to add: `Geometry` already drew the enlarged heart; the mask is the heart."""
+    reg = region(geo, 0.0, 1.0, 0.3, 1.0)
+    return _FindingLayer(reg, np.zeros(reg.shape, dtype=F32), reg.take(geo.heart_distance()) > 0,
+                         np.ones(reg.shape, dtype=F32))
 
-    if name == "Atelectasis":
-        side = finding.side
-        cx, cv = geo.point(side, sh["t"], sh["f"])
-        reach = 0.6 * sh["length"] + 2 * sh["half"]
-        reg = _focal_region(geo, side, cx, cv, reach, reach)
-        dx, v = reg.side_dx(side), reg.v
-        ang = np.deg2rad(sh["angle"])
-        along = (dx - F32(cx)) * F32(np.cos(ang)) + (v - F32(cv)) * F32(np.sin(ang))
-        across = -(dx - F32(cx)) * F32(np.sin(ang)) + (v - F32(cv)) * F32(np.cos(ang))
-        across = across - F32(sh["bow"]) * (along * F32(1 / sh["length"])) ** 2
-        # a plate: thickest in the middle, tapering to both ends, soft edges
-        taper = np.sqrt(_clip01(F32(1.0) - np.square(along * F32(2.0 / sh["length"]))))
-        local_half = F32(sh["half"]) * (F32(0.25) + F32(0.75) * taper)
-        band = np.exp(-np.square(across / local_half)) * _smoothstep(0.0, 0.15, taper)
-        band = ndimage.gaussian_filter(band, max(0.5, 0.003 * zoom_px))
-        added = F32(0.95 * _LUNG_AIR) * band * reg.take(air)
-        mask = (np.abs(across) < F32(1.2) * local_half) & (taper > 0.05) & reg.take(lung_hard[side])
-        return reg, added, mask, F32(1.0) - F32(0.8) * band
 
-    raise ValueError(f"unknown finding {name!r}")
+def _render_lung_lesion(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """A nodule or mass: a smooth, well circumscribed, slightly lobulated ball of tissue (a
+    consolidation is mottled, with air bronchograms)."""
+    side, sh = finding.side, finding.shape
+    zoom_px = geo.size * geo.total_zoom
+    cx, cv = geo.point(side, sh["t"], sh["f"])
+    reg = _focal_region(geo, side, cx, cv, 1.6 * sh["radius"], 1.6 * sh["radius"])
+    dx, v = reg.side_dx(side), reg.v
+    ang = np.arctan2(v - F32(cv), dx - F32(cx))
+    lobes = F32(1.0) + F32(0.09) * np.sin(F32(3) * ang + F32(sh["phase"])) + F32(0.05) * np.sin(F32(5) * ang + F32(2 * sh["phase"]))
+    rr = np.hypot(dx - F32(cx), v - F32(cv)) / (F32(sh["radius"]) * lobes)
+    ball = np.sqrt(_clip01(F32(1.0) - rr * rr))
+    ball = ndimage.gaussian_filter(ball, max(0.5, 0.005 * zoom_px))
+    added = F32(sh["amp"]) * ball * (F32(0.95) + F32(0.05) * _noise(rng, reg.shape, max(0.5, 0.004 * zoom_px)))
+    return _FindingLayer(reg, added, rr < 1.0, F32(1.0) - F32(0.7) * ball)
+
+
+def _render_pneumothorax(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """Pleural air along the lateral wall and the apex, thinning downwards: lucent, no vessels,
+    the visceral pleural line and the collapsed lung's edge a little denser."""
+    side, sh = finding.side, finding.shape
+    u_lat = 0.5 + _SIGN[side] * 0.45
+    reg = region(geo, min(0.5, u_lat), max(0.5, u_lat), 0.0, 0.85)
+    top, bottom = geo.lung_extent(SIDES.index(side))
+    t = _clip01((reg.v - F32(top)) * F32(1.0 / (bottom - top)))
+    rim = F32(sh["rim"]) * _clip01(F32(1.0) - t * F32(1.0 / sh["extent"])) ** F32(0.6)
+    dist = reg.take(geo.outer_distance(side))
+    in_lung = reg.take(lungs.soft[side])
+    pleural_air = _soft(rim - dist, 1.5 * geo.px) * in_lung
+    visible = (rim > F32(0.006)) * in_lung
+    line = np.exp(-np.square((dist - rim) * F32(1.0 / (1.2 * geo.px + 0.0015)))) * visible
+    collapsed = _soft(dist - rim, geo.px) * _soft(rim + F32(0.05) - dist, 0.03) * visible
+    added = F32(0.22) * line + F32(0.1) * collapsed - F32(sh["lucency"]) * pleural_air
+    mask = reg.take(lungs.hard[side]) & (dist < rim) & (rim > F32(0.004))
+    return _FindingLayer(reg, added, mask, F32(1.0) - pleural_air)
+
+
+def _render_edema(finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator) -> _FindingLayer:
+    """Bilateral perihilar haze (batwing), patchy, with Kerley B lines at the bases."""
+    sh = finding.shape
+    zoom_px = geo.size * geo.total_zoom
+    reg = region(geo, 0.0, 1.0, 0.05, 1.0)
+    v = reg.v
+    added = np.zeros(reg.shape, dtype=F32)
+    mask = np.zeros(reg.shape, dtype=bool)
+    patch = F32(1.0) + F32(0.25) * _noise(rng, reg.shape, 0.015 * zoom_px)
+    for i, side in enumerate(SIDES):
+        dx = reg.side_dx(side)
+        top, bottom = geo.lung_extent(i)
+        hv = top + 0.5 * (bottom - top)
+        hx = float(geo.mediastinum(side, hv)) + 0.02
+        haze = np.exp(F32(-0.5) * (((dx - F32(hx)) * F32(1 / sh["sx"])) ** 2 + ((v - F32(hv)) * F32(1 / sh["sv"])) ** 2))
+        haze *= patch
+        soft = reg.take(lungs.soft[side])
+        added += F32(sh["amp"] * _LUNG_AIR) * haze * reg.take(lungs.air)
+        lat = reg.take(geo.lat_at(side))
+        for k in range(sh["kerley"]):  # Kerley B lines: short horizontal lines at the bases
+            vk = top + (0.62 + 0.05 * k) * (bottom - top)
+            line = np.exp(-np.square((v - F32(vk)) * F32(1.0 / (0.0025 + geo.px))))
+            added += F32(0.08) * line * _soft(F32(0.03) - (lat - dx), 0.004) * soft
+        mask |= reg.take(lungs.hard[side]) & (haze > 0.5)
+    return _FindingLayer(reg, added, mask, np.full(reg.shape, 0.75, dtype=F32))
+
+
+def _render_atelectasis(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """A plate of collapsed lung near the base: thickest in the middle, tapering to both
+    ends, soft edges (the lifted hemidiaphragm is drawn by `Geometry`)."""
+    side, sh = finding.side, finding.shape
+    zoom_px = geo.size * geo.total_zoom
+    cx, cv = geo.point(side, sh["t"], sh["f"])
+    reach = 0.6 * sh["length"] + 2 * sh["half"]
+    reg = _focal_region(geo, side, cx, cv, reach, reach)
+    dx, v = reg.side_dx(side), reg.v
+    ang = np.deg2rad(sh["angle"])
+    along = (dx - F32(cx)) * F32(np.cos(ang)) + (v - F32(cv)) * F32(np.sin(ang))
+    across = -(dx - F32(cx)) * F32(np.sin(ang)) + (v - F32(cv)) * F32(np.cos(ang))
+    across = across - F32(sh["bow"]) * (along * F32(1 / sh["length"])) ** 2
+    taper = np.sqrt(_clip01(F32(1.0) - np.square(along * F32(2.0 / sh["length"]))))
+    local_half = F32(sh["half"]) * (F32(0.25) + F32(0.75) * taper)
+    band = np.exp(-np.square(across / local_half)) * _smoothstep(0.0, 0.15, taper)
+    band = ndimage.gaussian_filter(band, max(0.5, 0.003 * zoom_px))
+    added = F32(0.95 * _LUNG_AIR) * band * reg.take(lungs.air)
+    mask = (np.abs(across) < F32(1.2) * local_half) & (taper > 0.05) & reg.take(lungs.hard[side])
+    return _FindingLayer(reg, added, mask, F32(1.0) - F32(0.8) * band)
+
+
+FindingRenderer = Callable[[FindingSpec, Geometry, _LungFields, np.random.Generator], _FindingLayer]
+FINDING_RENDERERS: dict[str, FindingRenderer] = {
+    "Pneumonia": _render_pneumonia,
+    "Consolidation": _render_consolidation,
+    "Pleural Effusion": _render_effusion,
+    "Cardiomegaly": _render_cardiomegaly,
+    "Lung Lesion": _render_lung_lesion,
+    "Pneumothorax": _render_pneumothorax,
+    "Edema": _render_edema,
+    "Atelectasis": _render_atelectasis,
+}
+
+
+def _render_finding(
+    finding: FindingSpec, geo: Geometry, lungs: _LungFields, rng: np.random.Generator
+) -> _FindingLayer:
+    """Draw one finding with its renderer (FINDING_RENDERERS)."""
+    try:
+        renderer = FINDING_RENDERERS[finding.name]
+    except KeyError:
+        raise ValueError(f"unknown finding {finding.name!r}") from None
+    return renderer(finding, geo, lungs, rng)

@@ -198,23 +198,7 @@ def load_label_rules(path: str | os.PathLike) -> LabelRules:
     findings is an error: its label would depend on the order of the file.
     """
     name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise ReportRulesError(f"{name}:1: cannot read the rules file ({error.strerror or error})") from error
-    except UnicodeDecodeError as error:
-        raise ReportRulesError(f"{name}:1: not UTF-8 text ({error.reason})") from error
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        reason = error.problem or error.context
-        if error.context and error.context_mark is not None and error.problem:  # e.g. where an unclosed [ opened
-            reason += f" ({error.context} from line {error.context_mark.line + 1})"
-        raise ReportRulesError(f"{name}:{line}: YAML syntax error: {reason}") from error
-    except yaml.YAMLError as error:
-        raise ReportRulesError(f"{name}:1: YAML syntax error: {error}") from error
+    root = _compose_rules(path)
     if root is None:
         raise ReportRulesError(f"{name}:1: empty rules file (needs at least `findings`)")
     sections = {key.value: (key, value) for key, value in _mapping_items(name, root, "the rules file")}
@@ -223,17 +207,7 @@ def load_label_rules(path: str | os.PathLike) -> LabelRules:
             raise _fail(name, key, f"unknown key {key.value!r} (one of {', '.join(RULES_KEYS)})")
     if "findings" not in sections:
         raise _fail(name, root, "no `findings` section")
-    findings: dict[str, tuple[str, ...]] = {}
-    owner: dict[str, str] = {}
-    for key, value in _mapping_items(name, sections["findings"][1], "findings"):
-        if key.value not in CHEXPERT_FINDINGS:
-            raise _fail(name, key, f"unknown finding {key.value!r} (one of the {len(CHEXPERT_FINDINGS)} CheXpert names)")
-        phrases = _phrases(name, value, f"findings.{key.value}")
-        for phrase in phrases:
-            if phrase in owner:
-                raise _fail(name, value, f"phrase {phrase!r} given to both {owner[phrase]!r} and {key.value!r}")
-            owner[phrase] = key.value
-        findings[key.value] = phrases
+    findings, owner = _findings(name, sections["findings"][1])
     other = _phrases(name, sections["other_abnormal"][1], "other_abnormal") if "other_abnormal" in sections else ()
     for phrase in other:
         if phrase in owner:
@@ -247,6 +221,46 @@ def load_label_rules(path: str | os.PathLike) -> LabelRules:
         source=name,
         other_abnormal=other,
     )
+
+
+def _compose_rules(path: str | os.PathLike) -> yaml.Node | None:
+    """The rules file's YAML node tree (None when it is empty); ReportRulesError naming
+    `file:line` when it cannot be read or is not YAML."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ReportRulesError(f"{name}:1: cannot read the rules file ({error.strerror or error})") from error
+    except UnicodeDecodeError as error:
+        raise ReportRulesError(f"{name}:1: not UTF-8 text ({error.reason})") from error
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        reason = error.problem or error.context
+        if error.context and error.context_mark is not None and error.problem:  # e.g. where an unclosed [ opened
+            reason += f" ({error.context} from line {error.context_mark.line + 1})"
+        raise ReportRulesError(f"{name}:{line}: YAML syntax error: {reason}") from error
+    except yaml.YAMLError as error:
+        raise ReportRulesError(f"{name}:1: YAML syntax error: {error}") from error
+
+
+def _findings(name: str, node: Any) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """The `findings` section: CheXpert name -> phrases, and phrase -> its finding (a phrase
+    given to two findings is an error)."""
+    findings: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    for key, value in _mapping_items(name, node, "findings"):
+        if key.value not in CHEXPERT_FINDINGS:
+            raise _fail(name, key, f"unknown finding {key.value!r} (one of the {len(CHEXPERT_FINDINGS)} CheXpert names)")
+        phrases = _phrases(name, value, f"findings.{key.value}")
+        for phrase in phrases:
+            if phrase in owner:
+                raise _fail(name, value, f"phrase {phrase!r} given to both {owner[phrase]!r} and {key.value!r}")
+            owner[phrase] = key.value
+        findings[key.value] = phrases
+    return findings, owner
 
 
 # ------------------------------------------------------------------ the text read
@@ -280,18 +294,27 @@ def report_sections(report: str) -> str:
     return " ".join(_as_sentence(block) for block in paragraphs if block)
 
 
-def _readable(value: Any) -> tuple[str | None, str | None, bool]:
-    """(text to label, or None and the report_status why not, whether the text was cut)."""
+def _as_string(value: Any) -> tuple[str | None, str | None]:
+    """(the report as a string, or None and the report_status why not): missing values are
+    empty, UTF-8 bytes are decoded, anything else is not text."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None, "empty", False
+        return None, "empty"
     if isinstance(value, bytes):
         try:
-            value = value.decode("utf-8")
+            return value.decode("utf-8"), None
         except UnicodeDecodeError:
-            return None, "not_text", False
+            return None, "not_text"
     if not isinstance(value, str):
-        return None, "not_text", False
-    text = report_sections(value)
+        return None, "not_text"
+    return value, None
+
+
+def _readable(value: Any) -> tuple[str | None, str | None, bool]:
+    """(text to label, or None and the report_status why not, whether the text was cut)."""
+    string, status = _as_string(value)
+    if string is None:
+        return None, status, False
+    text = report_sections(string)
     if not text.strip():
         return None, "empty", False
     truncated = len(text) > MAX_REPORT_CHARS
@@ -413,8 +436,9 @@ class ReportLabeller:
         texts = [text for text, _, _ in prepared if text is not None]
         docs = iter(self.nlp.pipe(texts, batch_size=max(1, int(batch_size))))
         label_rows, mention_rows = [], []
-        for position, (text, status, _) in enumerate(prepared):
+        for position, (text, unreadable, _) in enumerate(prepared):
             labels = {finding: math.nan for finding in CHEXPERT_FINDINGS}
+            status = unreadable
             if text is not None:
                 rows, other = self._mentions(next(docs))
                 labels = self._aggregate(rows, other)
@@ -438,3 +462,50 @@ class ReportLabeller:
             mentions=mentions.reset_index(drop=True),
             n_truncated=sum(cut for _, _, cut in prepared),
         )
+
+
+# ------------------------------------------------------------------ a manifest's labels
+
+
+def label_manifest_reports(image_manifest: pd.DataFrame, rules: LabelRules) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`report_labels` and `report_mentions` of a manifest's reports: the labeller's two
+    tables with each row's image_id first (a manifest without reports reads as empty ones)."""
+    ids = image_manifest["image_id"].astype(str).to_numpy()
+    reports = image_manifest["report"].tolist() if "report" in image_manifest.columns else [""] * len(ids)
+    labelled = ReportLabeller(rules).label(reports)
+    labels = labelled.labels.copy()
+    labels.insert(0, "image_id", ids)
+    mentions = labelled.mentions.copy()
+    mentions.insert(0, "image_id", ids[mentions["report"].to_numpy(dtype=int)] if len(mentions) else pd.Series([], dtype=str))
+    return labels, mentions.drop(columns="report")
+
+
+def fill_empty_labels(
+    image_manifest: pd.DataFrame, report_labels: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """The manifest with every CheXpert label it leaves empty (a missing column, or an empty
+    cell) taken from its report, the manifest's own labels never overwritten.
+
+    Returns the manifest, with `labels_from_report` naming per image the labels that came
+    from its report, and the counts of the filled labels per finding and value ("1", "0",
+    "-1"). A column neither the manifest nor any report gives is not added.
+    """
+    manifest = image_manifest.copy()
+    if manifest["image_id"].astype(str).tolist() != report_labels["image_id"].astype(str).tolist():
+        raise ValueError("report_labels and image_manifest list different images: rerun the data_validation pipeline")
+    filled_by_image: list[list[str]] = [[] for _ in range(len(manifest))]
+    filled: dict[str, dict[str, int]] = {}
+    for finding in CHEXPERT_FINDINGS:
+        from_report = report_labels[finding].to_numpy(dtype=float)
+        own = manifest[finding].to_numpy(dtype=float) if finding in manifest.columns else np.full(len(manifest), np.nan)
+        take = np.isnan(own) & ~np.isnan(from_report)
+        if finding not in manifest.columns and not take.any():
+            continue  # no column where neither the manifest nor any report has a label
+        manifest[finding] = np.where(take, from_report, own)
+        for row in np.flatnonzero(take):
+            filled_by_image[row].append(finding)
+        if take.any():
+            values = from_report[take]
+            filled[finding] = {"1": int((values == 1).sum()), "0": int((values == 0).sum()), "-1": int((values == -1).sum())}
+    manifest["labels_from_report"] = pd.Series([", ".join(names) for names in filled_by_image], dtype=str)
+    return manifest, filled

@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from PIL import Image
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from PIL import Image
 
 from medclip_residuals.data.contract import DataContractError
 from medclip_residuals.pipelines.data_validation import create_pipeline
 from medclip_residuals.pipelines.data_validation.nodes import validate_dataset
+from medclip_residuals.pipelines.data_validation.params import DataValidationParams
 
 PROJECT = Path(__file__).resolve().parents[3]
 OUTPUTS = ("image_manifest", "image_localizations", "validation_report", "report_labels", "report_mentions")
@@ -115,12 +116,16 @@ def test_parameters_file_and_unknown_keys() -> None:
         "report_rules": "conf/base/report_label_rules.yml",
     }}
     empty = pd.DataFrame({"image_id": pd.Series([], dtype=str), "image_path": pd.Series([], dtype=str)})
-    with pytest.raises(ValueError, match=r"unknown data_validation parameters \['frontal'\]"):
-        validate_dataset(empty, None, ".", {"frontal": True}, {})
-    with pytest.raises(ValueError, match="frontal_only must be true or false"):
-        validate_dataset(empty, None, ".", {"frontal_only": "yes"}, {})
-    with pytest.raises(ValueError, match=r"labels_from_reports must be one of \['off', 'fill'\], got 'always'"):
-        validate_dataset(empty, None, ".", {"labels_from_reports": "always"}, {})
+    with pytest.raises(ValueError, match=r"data_validation: unknown key 'frontal' \(known: frontal_only, "):
+        validate_dataset(empty, None, ".", {**PARAMS, "frontal": True}, {})
+    with pytest.raises(ValueError, match=r"data_validation\.frontal_only: expected bool, got 'yes'"):
+        validate_dataset(empty, None, ".", {**PARAMS, "frontal_only": "yes"}, {})
+    with pytest.raises(ValueError, match=r"data_validation\.labels_from_reports: 'always' is not one of 'off', 'fill'"):
+        validate_dataset(empty, None, ".", {**PARAMS, "labels_from_reports": "always"}, {})
+    with pytest.raises(ValueError, match=r"data_validation\.report_rules must name the rules file"):
+        validate_dataset(empty, None, ".", {**PARAMS, "report_rules": ""}, {})
+    # YAML reads a bare `off` as false
+    assert DataValidationParams.parse({**PARAMS, "labels_from_reports": False}, "data_validation").labels_from_reports == "off"
     assert validate_dataset.__doc__ and "I/O exception" in validate_dataset.__doc__
 
 

@@ -14,17 +14,16 @@ from kedro.runner import SequentialRunner
 from PIL import Image
 
 from medclip_residuals.data.contract import read_localizations, read_manifest, validate_dataset
-from medclip_residuals.data.phantom import DEFAULT_PARAMS, resolve_params
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.pipelines.demo_data import create_pipeline
-from medclip_residuals.pipelines.demo_data.nodes import select_grid_images
+from medclip_residuals.pipelines.demo_data.params import DemoDataParams
 
 PROJECT = Path(__file__).resolve().parents[3]
 TINY = {"seed": 7, "n_images": 24, "image_size": 64, "grid": {"rows": 2, "cols": 3}}
 RAW = ("manifest", "localizations", "demo_images", "demo_masks", "demo_marker")
 
 
-def _catalog(data_root: Path, grid_png: Path) -> DataCatalog:
+def _catalog(data_root: Path, grid_png: Path, params: dict) -> DataCatalog:
     """The project's raw entries with `--params data_root=<tmp>`; the grid figure in tmp."""
     loader = OmegaConfigLoader(
         conf_source=str(PROJECT / "conf"), base_env="base", default_run_env="local",
@@ -34,14 +33,14 @@ def _catalog(data_root: Path, grid_png: Path) -> DataCatalog:
     entries = {name: config[name] for name in RAW}
     entries["demo_image_grid"] = {**config["demo_image_grid"], "filepath": str(grid_png), "versioned": False}
     catalog = DataCatalog.from_config(entries)
-    catalog["params:demo_data"] = TINY
+    catalog["params:demo_data"] = params
     return catalog
 
 
-def test_pipeline_writes_a_complete_valid_data_root(tmp_path: Path) -> None:
+def test_pipeline_writes_a_complete_valid_data_root(tmp_path: Path, base_params) -> None:
     root = tmp_path / "demo"
     grid_png = tmp_path / "grid.png"
-    SequentialRunner().run(create_pipeline(), _catalog(root, grid_png))
+    SequentialRunner().run(create_pipeline(), _catalog(root, grid_png, base_params("demo_data", TINY)))
 
     manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
     assert len(manifest) == 24 and manifest["image_id"].is_unique
@@ -71,34 +70,20 @@ def test_pipeline_writes_a_complete_valid_data_root(tmp_path: Path) -> None:
     assert set(validated.image_localizations["side"]) <= {"left", "right", "bilateral", ""}
 
 
-def test_a_second_run_rewrites_the_same_bytes(tmp_path: Path) -> None:
+def test_a_second_run_rewrites_the_same_bytes(tmp_path: Path, base_params) -> None:
     first, second = tmp_path / "a", tmp_path / "b"
-    SequentialRunner().run(create_pipeline(), _catalog(first, tmp_path / "a.png"))
-    SequentialRunner().run(create_pipeline(), _catalog(second, tmp_path / "b.png"))
+    params = base_params("demo_data", TINY)
+    SequentialRunner().run(create_pipeline(), _catalog(first, tmp_path / "a.png", params))
+    SequentialRunner().run(create_pipeline(), _catalog(second, tmp_path / "b.png", params))
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for path in files:
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
 
 
-def test_grid_selection_shows_the_variety() -> None:
-    manifest = pd.DataFrame(
-        {
-            "image_id": ["a", "b", "c", "d", "e"],
-            "report": ["the lungs are clear", "x", "there is some pneumonia near the heart", "y", "z"],
-            "Pneumonia": ["0", "1", "1", "0", "-1"],
-        }
-    )
-    localizations = pd.DataFrame(
-        {"image_id": ["b", "c", "d", "e"], "finding": ["Edema", "Pneumonia", "Cardiomegaly", "Pneumonia"]}
-    )
-    assert select_grid_images(manifest, localizations, 3) == ["a", "c", "d"]
-    assert select_grid_images(manifest, localizations, 10) == ["a", "c", "d", "b", "e"]
-
-
-def test_parameters_file_is_the_generators_default() -> None:
-    params = yaml.safe_load((PROJECT / "conf/base/parameters_demo_data.yml").read_text())["demo_data"]
-    grid = params.pop("grid")
-    assert grid == {"rows": 4, "cols": 4}
-    assert resolve_params(params) == resolve_params(DEFAULT_PARAMS)
-    assert params["n_images"] >= 1000 and params["image_size"] == 256
+def test_parameters_file_parses_and_is_the_only_home_of_the_defaults() -> None:
+    raw = yaml.safe_load((PROJECT / "conf/base/parameters_demo_data.yml").read_text())["demo_data"]
+    params = DemoDataParams.parse(raw, "demo_data")
+    assert (params.grid.rows, params.grid.cols) == (4, 4)
+    assert params.n_images >= 1000 and params.image_size == 256
+    assert params.to_dict() == raw  # every key of the file is a field, and no field lacks a key

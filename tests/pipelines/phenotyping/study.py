@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclip_residuals.pipelines.data_validation.nodes import label_reports
-
+from medclip_residuals.data.report_labels import label_manifest_reports, load_label_rules
 from medclip_residuals.utils.frames import matrix_to_embeddings
 
 RULES_FILE = Path(__file__).resolve().parents[3] / "conf/base/report_label_rules.yml"
@@ -139,7 +138,7 @@ def make_study(
         "image_localizations": localizations,
         "medclip_encoder": encoder,
         # what the data_validation pipeline's report labeller reads in the reports
-        "report_mentions": label_reports(manifest, {"report_rules": str(RULES_FILE)})[1],
+        "report_mentions": label_manifest_reports(manifest, load_label_rules(RULES_FILE))[1],
     }
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from medclip_residuals.data import contract
-from medclip_residuals.data.report_labels import ReportLabeller, load_label_rules
+from medclip_residuals.data.report_labels import fill_empty_labels, label_manifest_reports, load_label_rules
 from medclip_residuals.models.report_text import report_length_summary
+from medclip_residuals.pipelines.data_validation.params import DataValidationParams
 
 logger = logging.getLogger(__name__)
-
-_PARAMETERS = {"on_unreadable": "error", "frontal_only": False, "labels_from_reports": "off", "report_rules": None}
-LABELS_FROM_REPORTS = ("off", "fill")
 
 
 def validate_dataset(
@@ -39,14 +36,9 @@ def validate_dataset(
     manifest and localizations name, once, since only decoding tells whether a file is
     readable and how large it is.
     """
-    settings = _settings(params)
-    frontal_only = settings["frontal_only"]
+    p = DataValidationParams.parse(params, "data_validation")
     validated = contract.validate_dataset(
-        manifest,
-        localizations,
-        data_root,
-        on_unreadable=settings["on_unreadable"],
-        frontal_only=frontal_only,
+        manifest, localizations, data_root, on_unreadable=p.on_unreadable, frontal_only=p.frontal_only
     )
     lengths = report_length_summary(validated.image_manifest["report"], encoder_params)
     validated.report["reports"] = lengths
@@ -75,45 +67,15 @@ def validate_dataset(
     return validated.image_manifest, validated.image_localizations, validated.report
 
 
-def _settings(params: dict[str, Any] | None) -> dict[str, Any]:
-    """`params:data_validation` checked: known keys only, valid values."""
-    unknown = sorted(set(params or {}) - set(_PARAMETERS))
-    if unknown:
-        raise ValueError(
-            f"unknown data_validation parameters {unknown}: expected {sorted(_PARAMETERS)}"
-        )
-    settings = {**_PARAMETERS, **(params or {})}
-    if settings["labels_from_reports"] is False:
-        settings["labels_from_reports"] = "off"  # YAML reads a bare `off` as false
-    if not isinstance(settings["frontal_only"], bool):
-        raise ValueError(f"data_validation.frontal_only must be true or false, got {settings['frontal_only']!r}")
-    if settings["labels_from_reports"] not in LABELS_FROM_REPORTS:
-        raise ValueError(
-            f"data_validation.labels_from_reports must be one of {list(LABELS_FROM_REPORTS)}, "
-            f"got {settings['labels_from_reports']!r}"
-        )
-    return settings
-
-
 def label_reports(image_manifest: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """CheXpert labels of every image's report (1 affirmed, 0 negated, -1 uncertain, NaN not
     mentioned), and one row per finding mention with its sentence and location.
 
     The rules (mention phrases, negation and uncertainty cues, locations) are read from
-    `params["report_rules"]` before any report is read; see data/report_labels.py.
+    `report_rules` before any report is read; see data/report_labels.py.
     """
-    settings = _settings(params)
-    if not settings["report_rules"]:
-        raise ValueError("data_validation.report_rules must name the rules file (conf/base/report_label_rules.yml)")
-    rules = load_label_rules(settings["report_rules"])
-    ids = image_manifest["image_id"].astype(str).to_numpy()
-    reports = image_manifest["report"].tolist() if "report" in image_manifest.columns else [""] * len(ids)
-    labelled = ReportLabeller(rules).label(reports)
-    labels = labelled.labels.copy()
-    labels.insert(0, "image_id", ids)
-    mentions = labelled.mentions.copy()
-    mentions.insert(0, "image_id", ids[mentions["report"].to_numpy(dtype=int)] if len(mentions) else pd.Series([], dtype=str))
-    mentions = mentions.drop(columns="report")
+    p = DataValidationParams.parse(params, "data_validation")
+    labels, mentions = label_manifest_reports(image_manifest, load_label_rules(p.report_rules))
     logger.info(
         "report_labels: %d reports (%s); %d finding mentions",
         len(labels), ", ".join(f"{n} {status}" for status, n in labels["report_status"].value_counts().sort_index().items()),
@@ -130,32 +92,15 @@ def fill_labels_from_reports(
     are never overwritten. `labels_from_report` names, per image, the labels that came from its
     report; the validation report counts them per finding. With `off`, the tables pass through.
     """
-    settings = _settings(params)
-    manifest = image_manifest.copy()
-    report = {**validation_report, "labels_from_reports": {"mode": settings["labels_from_reports"], "filled": {}}}
-    if settings["labels_from_reports"] == "off":
-        return manifest, report
-    if manifest["image_id"].astype(str).tolist() != report_labels["image_id"].astype(str).tolist():
-        raise ValueError("report_labels and image_manifest list different images: rerun the data_validation pipeline")
-    filled_by_image: list[list[str]] = [[] for _ in range(len(manifest))]
-    for finding in contract.CHEXPERT_FINDINGS:
-        from_report = report_labels[finding].to_numpy(dtype=float)
-        own = manifest[finding].to_numpy(dtype=float) if finding in manifest.columns else np.full(len(manifest), np.nan)
-        take = np.isnan(own) & ~np.isnan(from_report)
-        if finding not in manifest.columns and not take.any():
-            continue  # no column where neither the manifest nor any report has a label
-        manifest[finding] = np.where(take, from_report, own)
-        for row in np.flatnonzero(take):
-            filled_by_image[row].append(finding)
-        if take.any():
-            values = from_report[take]
-            report["labels_from_reports"]["filled"][finding] = {
-                "1": int((values == 1).sum()), "0": int((values == 0).sum()), "-1": int((values == -1).sum()),
-            }
-    manifest["labels_from_report"] = pd.Series([", ".join(names) for names in filled_by_image], dtype=str)
-    total = sum(len(names) for names in filled_by_image)
+    p = DataValidationParams.parse(params, "data_validation")
+    report = {**validation_report, "labels_from_reports": {"mode": p.labels_from_reports, "filled": {}}}
+    if p.labels_from_reports == "off":
+        return image_manifest.copy(), report
+    manifest, filled = fill_empty_labels(image_manifest, report_labels)
+    report["labels_from_reports"]["filled"] = filled
     logger.info(
         "data_validation: labels_from_reports fill: %d labels of %d images taken from their reports "
-        "(the manifest's own labels kept)", total, sum(bool(names) for names in filled_by_image),
+        "(the manifest's own labels kept)",
+        sum(sum(counts.values()) for counts in filled.values()), int((manifest["labels_from_report"] != "").sum()),
     )
     return manifest, report

@@ -16,21 +16,34 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=validate_dataset,
-                inputs=["manifest", "localizations", "params:data_root", "params:data_validation", "params:encoder"],
+                inputs={
+                    "manifest": "manifest",
+                    "localizations": "localizations",
+                    "data_root": "params:data_root",
+                    "params": "params:data_validation",
+                    "encoder_params": "params:encoder",
+                },
                 outputs=["contract_manifest", "image_localizations", "contract_report"],
                 name="validate_dataset",
             ),
             Node(
                 func=label_reports,
-                inputs=["contract_manifest", "params:data_validation"],
+                inputs={"image_manifest": "contract_manifest", "params": "params:data_validation"},
                 outputs=["report_labels", "report_mentions"],
                 name="label_reports",
             ),
             Node(
                 func=fill_labels_from_reports,
-                inputs=["contract_manifest", "report_labels", "contract_report", "params:data_validation"],
+                inputs={
+                    "image_manifest": "contract_manifest",
+                    "report_labels": "report_labels",
+                    "validation_report": "contract_report",
+                    "params": "params:data_validation",
+                },
                 outputs=["image_manifest", "validation_report"],
                 name="fill_labels_from_reports",
             ),
-        ]
+        ],
+        namespace="data_validation",
+        prefix_datasets_with_namespace=False,
     )
