@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from medclip_residuals.utils.viz_browser import build_viz_site, latest_version_path, viz_screenshots
+from viz_browser import build_viz_site, latest_version_path, viz_screenshots  # beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURES = ("demo_image_grid", "residual_1_roc_plot", "residual_2_accuracy_plot", "caption_heatmap_grid")

@@ -1,5 +1,8 @@
 """kedro-viz in a real headless browser: build the static site, serve it on loopback, drive it.
 
+Development tooling, not part of the package: scripts import it from this folder, and the
+tests through tests/e2e/conftest.py, which puts scripts/ on sys.path.
+
 Shared by the browser test (tests/e2e/test_kedro_viz.py) and the README pictures
 (scripts/readme_pictures.py). Playwright's Python package drives Debian's chromium
 (`/usr/bin/chromium`, `make browser`), because Playwright cannot download its own browser

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# scripts/viz_browser.py (the browser tooling shared with scripts/readme_pictures.py) is not
+# part of the package: the browser and notebook tests import it from there.
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 
 # Small enough for CI (a minute or two on 2 cores); every pipeline still does its real work.
 TINY_PARAMETERS = """

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from medclip_residuals.pipelines.demo import DEMO_ORDER
-from medclip_residuals.utils.viz_browser import (
+from viz_browser import (
     CHROMIUM,
     FLOWCHART_VIEWPORT,
     VIEWPORT,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from medclip_residuals.utils.viz_browser import latest_version_path
+from viz_browser import latest_version_path
 
 pytestmark = pytest.mark.slow
 
