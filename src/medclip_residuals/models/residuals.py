@@ -14,7 +14,7 @@ from medclip_residuals.models.classifiers import apply_map
 from medclip_residuals.utils.frames import matrix_to_embeddings, paired_embeddings
 
 
-def residuals_1(image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: pd.DataFrame) -> pd.DataFrame:
+def residual_1_vectors(image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: pd.DataFrame) -> pd.DataFrame:
     """r = i - w for every image; w must be as wide as i (not the concat strategy)."""
     ids, images, w = paired_embeddings(image_embeddings, phenotype_sentence_embeddings)
     if w.shape[1] != images.shape[1]:
@@ -26,7 +26,7 @@ def residuals_1(image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: p
     return matrix_to_embeddings(ids, images - w)
 
 
-def residuals_2(
+def residual_2_vectors(
     image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: pd.DataFrame, embedding_map: torch.nn.Module
 ) -> pd.DataFrame:
     """r = f(i) - w for every image, f being `embedding_map` (a torch module)."""

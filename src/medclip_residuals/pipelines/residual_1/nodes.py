@@ -18,13 +18,13 @@ from medclip_residuals.models.classifiers import fit_per_target
 from medclip_residuals.models.evaluation import evaluate_residual_1_against_image
 from medclip_residuals.models.figures import plot_roc_curves
 from medclip_residuals.models.heads import ResidualHead, heads_to_tensors, logistic_head_from_sklearn
-from medclip_residuals.models.residuals import residuals_1
+from medclip_residuals.models.residuals import residual_1_vectors
 from medclip_residuals.pipelines.study_design.params import StudyDesignParams
 
 
 def compute_residuals_1(image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: pd.DataFrame) -> pd.DataFrame:
     """r = i - w for every image (image_id, e000.., float32)."""
-    return residuals_1(image_embeddings, phenotype_sentence_embeddings)
+    return residual_1_vectors(image_embeddings, phenotype_sentence_embeddings)
 
 
 def train_residual_1(

@@ -20,7 +20,7 @@ from medclip_residuals.models.classifiers import fit_map, fit_per_target, load_m
 from medclip_residuals.models.evaluation import RESIDUAL_2_MODELS, evaluate_residual_2_against_others
 from medclip_residuals.models.figures import plot_accuracy_bars
 from medclip_residuals.models.heads import ResidualHead, heads_to_tensors, logistic_head_from_sklearn, map_from_sklearn
-from medclip_residuals.models.residuals import residuals_2
+from medclip_residuals.models.residuals import residual_2_vectors
 from medclip_residuals.pipelines.residual_2.params import Residual2Params
 from medclip_residuals.pipelines.study_design.params import StudyDesignParams
 from medclip_residuals.utils.frames import aligned, paired_embeddings
@@ -51,7 +51,7 @@ def compute_residuals_2(
     image_embeddings: pd.DataFrame, phenotype_sentence_embeddings: pd.DataFrame, residual_2_map: dict[str, Any]
 ) -> pd.DataFrame:
     """r = f(i) - w for every image, with f rebuilt from the stored (safetensors) map."""
-    return residuals_2(image_embeddings, phenotype_sentence_embeddings, load_map(residual_2_map))
+    return residual_2_vectors(image_embeddings, phenotype_sentence_embeddings, load_map(residual_2_map))
 
 
 def train_residual_2(
