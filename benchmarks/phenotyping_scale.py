@@ -8,7 +8,7 @@ its own; the parent prints the figures side by side. Every subprocess makes the 
 seeded inputs (random unit vectors, float32), notes its RSS once they exist, runs the
 variant once on a small slice (warm-up) and then once on everything, timed:
 
-- project: `top_k_scores`, the function the `score_phenotypes` node uses (chunked);
+- project: `models.phenotypes.top_k_scores`, what the `score_phenotypes` node uses (chunked);
 - node:    `score_phenotypes` itself, from embedding tables (DataFrames) to the top-k
            table, with its input checks;
 - bare:    `torch.topk(images @ phrases.T, k)`: the whole N x V score matrix at once.
@@ -34,12 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("project", "node", "bare")
 
 
-def _defaults() -> dict:
-    """top_k and chunk_size of conf/base/parameters_phenotyping.yml (what a run would use)."""
+def _phenotyping_params() -> dict:
+    """The phenotyping parameters of conf/base/parameters_phenotyping.yml (what a run would use)."""
     import yaml
 
-    params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_phenotyping.yml").read_text())["phenotyping"]
-    return {"top_k": int(params["top_k"]), "chunk_size": int(params["chunk_size"])}
+    return yaml.safe_load((ROOT / "conf" / "base" / "parameters_phenotyping.yml").read_text())["phenotyping"]
 
 
 def _rss_mb() -> float:
@@ -64,7 +63,8 @@ def run_variant(variant: str, n_images: int, n_phrases: int, dim: int, k: int, c
     import pandas as pd
     import torch
 
-    from medclip_residuals.pipelines.phenotyping.nodes import score_phenotypes, top_k_scores
+    from medclip_residuals.models.phenotypes import top_k_scores
+    from medclip_residuals.pipelines.phenotyping.nodes import score_phenotypes
     from medclip_residuals.utils.frames import matrix_to_embeddings
 
     images = _unit_vectors(n_images, dim, seed=1)
@@ -76,7 +76,7 @@ def run_variant(variant: str, n_images: int, n_phrases: int, dim: int, k: int, c
         phrase_table = matrix_to_embeddings([f"phrase {j}" for j in range(n_phrases)], phrases, id_column="phrase")
         manifest = pd.DataFrame({"image_id": ids})
         del images  # the node's inputs are the tables
-        params = {"top_k": k, "chunk_size": chunk_size}
+        params = {**_phenotyping_params(), "top_k": k, "chunk_size": chunk_size}
 
         def call(rows: int):
             return score_phenotypes(image_table.iloc[:rows], phrase_table, manifest, params, "cpu")
@@ -114,7 +114,7 @@ def run_variant(variant: str, n_images: int, n_phrases: int, dim: int, k: int, c
 
 
 def main() -> None:
-    defaults = _defaults()
+    defaults = _phenotyping_params()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000)
     parser.add_argument("--phrases", type=int, default=10_000)

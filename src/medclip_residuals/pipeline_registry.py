@@ -12,6 +12,7 @@ ANALYSIS_PIPELINES = (
     "data_validation",
     "embedding",
     "phenotyping",
+    "study_design",
     "residual_1",
     "residual_2",
     "explainability",

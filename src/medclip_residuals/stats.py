@@ -1,8 +1,8 @@
 """Honest statistics for the residual experiments: bootstrap CIs and paired tests.
 
 Everything here is deterministic given the seed, and vectorised over resamples where the
-statistic allows it (ROC AUC, accuracy, mean), so that 1,000 resamples of a few thousand
-predictions take milliseconds. Reused by the explainability pipeline.
+statistic allows it (ROC AUC, accuracy, mean), so that resampling is a few array operations
+rather than a Python loop per resample. Reused by the explainability pipeline.
 
 - `bootstrap_ci(data, statistic, n_resamples, seed)`: percentile CI of one statistic,
   where `data` is a 1-D array of values or a pair `(y_true, y_score)`.
@@ -55,7 +55,7 @@ def _auc_rows(y: np.ndarray, s: np.ndarray) -> np.ndarray:
 
 def _rows_statistic(name: str, threshold: float) -> Callable[..., np.ndarray]:
     if name == "roc_auc":
-        return lambda y, s: _auc_rows(y, s)
+        return _auc_rows
     if name == "accuracy":
         return lambda y, s: np.mean((s >= threshold) == y, axis=1)
     if name == "mean":

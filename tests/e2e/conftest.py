@@ -42,11 +42,9 @@ encoder_training:
 embedding:
   batch_size: 16
   num_workers: 0
-residual_1:
+study_design:
   min_positives: 2
   min_negatives: 2
-  bootstrap: {n_resamples: 50}
-residual_2:
   bootstrap: {n_resamples: 50}
 explainability:
   max_images: 12

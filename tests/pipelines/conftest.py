@@ -1,8 +1,9 @@
-"""Fixtures of the residual_1 and residual_2 tests: the synthetic study of tests/pipelines/phenotyping/study.py, phenotyped (phenotyping's own conftest overrides `study` for its tests)."""
+"""Fixtures of the study_design, residual_1 and residual_2 tests: the synthetic study of
+tests/pipelines/phenotyping/study.py, phenotyped (phenotyping's own conftest overrides `study`
+for its tests), and conf/base's parameters with the study's overrides."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import sys
 from pathlib import Path
@@ -29,13 +30,15 @@ def study_module():
 
 
 @pytest.fixture(scope="module")
-def study(study_module):
+def study(study_module, base_params):
     """The study's inputs plus phenotype_sentence_embeddings (w), made by the phenotyping nodes.
 
     Shared by the tests of a module: tests copy before they change anything.
     """
-    data = study_module.make_study(n_patients=150)
-    params = study_module.PHENOTYPING_PARAMS
+    data = study_module.make_study(
+        base_params("data_validation", report_rules=str(study_module.RULES_FILE)), n_patients=150
+    )
+    params = base_params("phenotyping", study_module.PHENOTYPING_OVERRIDES)
     scores = score_phenotypes(
         data["image_embeddings"], data["phenotype_embeddings"], data["image_manifest"], params, "cpu"
     )
@@ -46,10 +49,15 @@ def study(study_module):
 
 
 @pytest.fixture
-def residual_1_params(study_module):
-    return copy.deepcopy(study_module.RESIDUAL_1_PARAMS)
+def phenotyping_params(study_module, base_params):
+    return base_params("phenotyping", study_module.PHENOTYPING_OVERRIDES)
 
 
 @pytest.fixture
-def residual_2_params(study_module):
-    return copy.deepcopy(study_module.RESIDUAL_2_PARAMS)
+def study_design_params(study_module, base_params):
+    return base_params("study_design", study_module.STUDY_DESIGN_OVERRIDES)
+
+
+@pytest.fixture
+def residual_2_params(study_module, base_params):
+    return base_params("residual_2", study_module.RESIDUAL_2_OVERRIDES)

@@ -26,8 +26,16 @@ Head names in the pipelines' outputs:
 - residual_1_heads: "<target>/image" (LogisticHead on i) and "<target>/residual_1"
   (ResidualHead, no map: head(i - w));
 - residual_2_heads: "map" (f) and "<target>/residual_2" (ResidualHead: head(f(i) - w)).
-A ResidualHead's `.head` and `.map` are the pieces for
-`HeatMapModel(vision, rh.head, variant="residual_1" | "residual_2", residual_map=rh.map)`.
+Any stored head is the `regression_model` of the explainability pipeline's
+`HeatMapModel(vision_encoder, regression_model)` as it is (a ResidualHead is recognised by
+its `residual` method and is given the image's w); `HeatMapModel.residual(vision_encoder,
+rh.head, rh.map)` builds the same model from a ResidualHead's pieces.
+
+Example:
+    >>> head = LogisticHead(2)
+    >>> tensors, metadata = heads_to_tensors({"A/image": head, "A/residual_1": ResidualHead(head)})
+    >>> sorted(heads_from_tensors(tensors, metadata))
+    ['A/image', 'A/residual_1']
 """
 
 from __future__ import annotations

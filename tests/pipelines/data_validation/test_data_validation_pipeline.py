@@ -192,7 +192,7 @@ def test_reports_over_the_encoders_token_limit_are_counted(tiny_data_root, caplo
     assert "1 of 2 reports exceed the encoder's 8-token limit" in caplog.text
 
 
-def test_labels_from_reports_fill_the_empty_labels_and_never_overwrite(tiny_data_root) -> None:
+def test_labels_from_reports_fill_the_empty_labels_and_never_overwrite(tiny_data_root, base_params) -> None:
     """The fill path end to end: a manifest with one label column and reports; the labeller
     fills what the manifest leaves empty, and residual target selection then sees the labels."""
     root = tiny_data_root(n_images=4, localizations=False)
@@ -227,10 +227,12 @@ def test_labels_from_reports_fill_the_empty_labels_and_never_overwrite(tiny_data
     effusion = mentions[(mentions["image_id"] == "img000") & (mentions["finding"] == "Pleural Effusion")]
     assert effusion["status"].tolist() == ["affirmed"] and effusion["side"].tolist() == ["left"]
 
-    from medclip_residuals.pipelines.residual_1.nodes import select_targets
+    from medclip_residuals.pipelines.study_design.nodes import select_targets
 
     # u_ones: effusion 1, 0, 1, 0 (not mentioned counts as negative): both classes on each side
     split = pd.DataFrame({"image_id": filled.index, "split": ["train", "train", "test", "test"]})
-    targets = select_targets(out["image_manifest"], split, {"targets": ["Pleural Effusion"], "uncertainty_policy": "u_ones"})
+    targets = select_targets(
+        out["image_manifest"], split, base_params("study_design", targets=["Pleural Effusion"], uncertainty_policy="u_ones")
+    )
     assert targets["targets"] == ["Pleural Effusion"]
     assert targets["counts"]["Pleural Effusion"]["test"]["positive"] == 1

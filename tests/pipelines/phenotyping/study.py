@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclip_residuals.data.report_labels import label_manifest_reports, load_label_rules
+from medclip_residuals.pipelines.data_validation.nodes import label_reports
 from medclip_residuals.utils.frames import matrix_to_embeddings
 
 RULES_FILE = Path(__file__).resolve().parents[3] / "conf/base/report_label_rules.yml"
@@ -67,9 +67,18 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 
 def make_study(
-    n_patients: int = 150, images_per_patient: int = 2, dim: int = 64, seed: int = 0, signal: float = 0.9
+    data_validation_params: dict,
+    n_patients: int = 150,
+    images_per_patient: int = 2,
+    dim: int = 64,
+    seed: int = 0,
+    signal: float = 0.9,
 ) -> dict[str, object]:
-    """Inputs of the phenotyping pipeline (and the residual pipelines) as in-memory data."""
+    """Inputs of the phenotyping pipeline (and the residual pipelines) as in-memory data.
+
+    `data_validation_params` (complete, with report_rules an absolute path: RULES_FILE)
+    are those of the report labeller that makes `report_mentions`.
+    """
     rng = np.random.default_rng(seed)
     encoder = HashingTextEncoder(dim)
     vocabulary = encoder.encode_texts(PHRASES)
@@ -138,46 +147,24 @@ def make_study(
         "image_localizations": localizations,
         "medclip_encoder": encoder,
         # what the data_validation pipeline's report labeller reads in the reports
-        "report_mentions": label_manifest_reports(manifest, load_label_rules(RULES_FILE))[1],
+        "report_mentions": label_reports(manifest, data_validation_params)[1],
     }
 
 
-PHENOTYPING_PARAMS = {
-    "top_k": 2,
-    "chunk_size": 64,
-    "strategy": "sentence",
-    "sentence_template": "The phenotype are: {phenotypes}",
-    "separator": ", ",
-    "phrase_order": "vocabulary",
-    "source": "predicted",
-    "report_fallback": "predicted",
-    "evaluation": {
-        "finding_synonyms": {},
-        "location_phrases": {
-            "left": {"side": "left"},
-            "right": {"side": "right"},
-            "lower lung": {"zone": "lower"},
-            "near the heart": {"zone": "heart"},
-        },
-    },
-}
+# Overrides of conf/base's parameters for the study (tests build them with `base_params`).
+# conf/base's phenotyping.evaluation.location_phrases already name the study's location
+# phrases: left, right, lower lung, near the heart.
+PHENOTYPING_OVERRIDES = {"chunk_size": 64}
 
-RESIDUAL_1_PARAMS = {
-    "targets": "auto",
-    "auto_exclude": ["No Finding", "Support Devices"],
+STUDY_DESIGN_OVERRIDES = {
     "min_positives": 10,
     "min_negatives": 10,
-    "uncertainty_policy": "ignore",
     "split": {"test_size": 0.3},
-    "logistic": {"C": 1.0, "max_iter": 2000, "class_weight": None, "standardize": True},
-    "bootstrap": {"n_resamples": 200, "confidence": 0.95},
+    "classifier": {"max_iter": 2000},
+    "bootstrap": {"n_resamples": 200},
 }
 
-RESIDUAL_2_PARAMS = {
-    "map": {"model": "ridge", "ridge_alphas": [0.1, 1.0, 10.0]},
-    "threshold": 0.5,
-    "bootstrap": {"n_resamples": 200, "confidence": 0.95},
-}
+RESIDUAL_2_OVERRIDES = {"map": {"ridge_alphas": [0.1, 1.0, 10.0]}}
 
 
 def run_pipeline(pipeline, inputs: dict[str, object]) -> dict[str, object]:

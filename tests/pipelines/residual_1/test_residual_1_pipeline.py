@@ -1,4 +1,4 @@
-"""phenotyping + residual_1 as a SequentialRunner run: planted labels are learnt, random ones not.
+"""phenotyping + study_design + residual_1 as a SequentialRunner run: planted labels are learnt, random ones not.
 
 The metrics are checked against independent recomputations from the stored predictions:
 sklearn's ROC AUC, a percentile bootstrap redrawn with the same seed, the paired bootstrap's
@@ -7,7 +7,6 @@ p-value, and DeLong's test in its original O(m n) form.
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -16,27 +15,27 @@ import pytest
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_auc_score
 
+from medclip_residuals.data.targets import target_labels
 from medclip_residuals.pipelines.phenotyping import create_pipeline as phenotyping
 from medclip_residuals.pipelines.residual_1 import create_pipeline as residual_1
-from medclip_residuals.pipelines.residual_1.nodes import target_labels
+from medclip_residuals.pipelines.study_design import create_pipeline as study_design
 
 TARGETS = ["Edema", "Pneumonia", "Atelectasis", "Pleural Effusion"]
 SEED = 1234
 
 
 @pytest.fixture(scope="module")
-def run(study_module, study):
-    residual_1_params = copy.deepcopy(study_module.RESIDUAL_1_PARAMS)
+def run(study_module, study, base_params):
     inputs = {k: v for k, v in study.items() if k != "phenotype_sentence_embeddings"}
     inputs.update(
         {
-            "params:phenotyping": study_module.PHENOTYPING_PARAMS,
-            "params:residual_1": residual_1_params,
+            "params:phenotyping": base_params("phenotyping", study_module.PHENOTYPING_OVERRIDES),
+            "params:study_design": base_params("study_design", study_module.STUDY_DESIGN_OVERRIDES),
             "params:device": "cpu",
             "params:seed": SEED,
         }
     )
-    return study_module.run_pipeline(phenotyping() + residual_1(), inputs)
+    return study_module.run_pipeline(phenotyping() + study_design() + residual_1(), inputs)
 
 
 def _test_scores(predictions: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -71,7 +70,7 @@ def _delong_p(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 def test_metrics_match_independent_recomputation(run, study_module):
     metrics = run["residual_1_metrics"]
     json.dumps(metrics, allow_nan=False)  # a valid JSON document
-    n_resamples = study_module.RESIDUAL_1_PARAMS["bootstrap"]["n_resamples"]
+    n_resamples = study_module.STUDY_DESIGN_OVERRIDES["bootstrap"]["n_resamples"]
     assert metrics["bootstrap"] == {"n_resamples": n_resamples, "confidence": 0.95, "seed": SEED}
     assert metrics["selection"]["targets"] == TARGETS
     for target in TARGETS:

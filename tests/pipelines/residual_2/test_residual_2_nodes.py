@@ -1,4 +1,5 @@
-"""residual_2 nodes: f fitted on the training split only, r = f(i) - w, heads, metrics."""
+"""residual_2 nodes: f fitted on the training split only, r = f(i) - w, heads, metrics (on
+study_design's split and targets, against residual_1's predictions)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from medclip_residuals.models.heads import ResidualHead, heads_from_tensors
 from medclip_residuals.pipelines.phenotyping.nodes import embed_phenotypes, score_phenotypes
-from medclip_residuals.pipelines.residual_1.nodes import (
-    compute_residuals_1,
-    select_targets,
-    split_by_patient,
-    train_residual_1,
-)
+from medclip_residuals.pipelines.residual_1.nodes import compute_residuals_1, train_residual_1
 from medclip_residuals.pipelines.residual_2.nodes import (
     compute_residuals_2,
     evaluate_residual_2,
@@ -25,13 +21,14 @@ from medclip_residuals.pipelines.residual_2.nodes import (
     plot_residual_2_accuracy,
     train_residual_2,
 )
+from medclip_residuals.pipelines.study_design.nodes import select_targets, split_by_patient
 
 SEED = 1234
 
 
 @pytest.fixture
-def split(study, residual_1_params):
-    return split_by_patient(study["image_manifest"], study["image_embeddings"], residual_1_params, SEED)
+def split(study, study_design_params):
+    return split_by_patient(study["image_manifest"], study["image_embeddings"], study_design_params, SEED)
 
 
 def _matrices(study, split):
@@ -53,8 +50,8 @@ def test_map_is_fitted_on_the_training_split_only(study, split, residual_2_param
     assert fit["r2_train"] > fit["r2_test"]
 
 
-def test_residuals_2_are_ridge_prediction_minus_w(study, split):
-    params = {"map": {"model": "ridge", "ridge_alphas": [0.5]}}
+def test_residuals_2_are_ridge_prediction_minus_w(study, split, base_params):
+    params = base_params("residual_2", map={"model": "ridge", "ridge_alphas": [0.5]})
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, params, SEED)
     residuals = compute_residuals_2(study["image_embeddings"], study["phenotype_sentence_embeddings"], fitted)
     i, w, train = _matrices(study, split)
@@ -63,9 +60,9 @@ def test_residuals_2_are_ridge_prediction_minus_w(study, split):
     assert residuals["image_id"].tolist() == study["image_embeddings"]["image_id"].tolist()
 
 
-def test_mlp_option_matches_sklearn(study, split):
+def test_mlp_option_matches_sklearn(study, split, base_params):
     mlp = {"hidden_layer_sizes": [16], "activation": "tanh", "max_iter": 30}
-    params = {"map": {"model": "mlp", "mlp": mlp}}
+    params = base_params("residual_2", map={"model": "mlp", "mlp": mlp})
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, params, SEED)
     assert fitted["metadata"]["heads"]["map"]["kind"] == "mlp"
     residuals = compute_residuals_2(study["image_embeddings"], study["phenotype_sentence_embeddings"], fitted)
@@ -76,12 +73,14 @@ def test_mlp_option_matches_sklearn(study, split):
     with pytest.warns(Warning):
         reference.fit(i[train], w[train])
     np.testing.assert_allclose(residuals.filter(regex=r"^e\d+$").to_numpy(), reference.predict(i) - w, atol=1e-5)
-    with pytest.raises(ValueError, match="map.model must be one of"):
-        fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, {"map": {"model": "svm"}}, SEED)
+    with pytest.raises(ValueError, match="residual_2.map.model: 'svm' is not one of"):
+        fit_embedding_map(
+            study["image_embeddings"], study["phenotype_sentence_embeddings"], split, base_params("residual_2", map={"model": "svm"}), SEED
+        )
 
 
-def test_concat_w_gives_wider_residuals(study_module, study, split, residual_2_params):
-    params = dict(study_module.PHENOTYPING_PARAMS, strategy="concat")
+def test_concat_w_gives_wider_residuals(study, split, phenotyping_params, residual_2_params):
+    params = dict(phenotyping_params, strategy="concat")
     scores = score_phenotypes(study["image_embeddings"], study["phenotype_embeddings"], study["image_manifest"], params, "cpu")
     w = embed_phenotypes(scores, study["phenotype_embeddings"], study["image_manifest"], study["report_mentions"], None, params)
     fitted = fit_embedding_map(study["image_embeddings"], w, split, residual_2_params, SEED)
@@ -90,11 +89,11 @@ def test_concat_w_gives_wider_residuals(study_module, study, split, residual_2_p
     assert residuals.filter(regex=r"^e\d+$").shape == (len(w), 128)
 
 
-def test_heads_reproduce_predictions_and_share_the_map(study, split, residual_1_params, residual_2_params):
-    targets = select_targets(study["image_manifest"], split, dict(residual_1_params, targets=["Pneumonia", "Edema"]))
+def test_heads_reproduce_predictions_and_share_the_map(study, split, study_design_params, residual_2_params):
+    targets = select_targets(study["image_manifest"], split, dict(study_design_params, targets=["Pneumonia", "Edema"]))
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, residual_2_params, SEED)
     residuals = compute_residuals_2(study["image_embeddings"], study["phenotype_sentence_embeddings"], fitted)
-    heads, predictions = train_residual_2(residuals, study["image_manifest"], split, targets, fitted, residual_1_params, SEED)
+    heads, predictions = train_residual_2(residuals, study["image_manifest"], split, targets, fitted, study_design_params, SEED)
     assert sorted(name.split("/")[0] for name in heads["tensors"]) == ["Edema", "Edema", "Pneumonia", "Pneumonia", "map", "map"]
     modules = heads_from_tensors(heads["tensors"], heads["metadata"])
     assert modules["Pneumonia/residual_2"].map is modules["Edema/residual_2"].map is modules["map"]
@@ -109,14 +108,14 @@ def test_heads_reproduce_predictions_and_share_the_map(study, split, residual_1_
         np.testing.assert_allclose(probability.numpy(), rows["probability"], atol=1e-6)
 
 
-def test_evaluation_and_plot(study, split, residual_1_params, residual_2_params):
-    targets = select_targets(study["image_manifest"], split, dict(residual_1_params, targets=["Pneumonia"]))
+def test_evaluation_and_plot(study, split, study_design_params, residual_2_params):
+    targets = select_targets(study["image_manifest"], split, dict(study_design_params, targets=["Pneumonia"]))
     r1 = compute_residuals_1(study["image_embeddings"], study["phenotype_sentence_embeddings"])
-    _, predictions_1 = train_residual_1(study["image_embeddings"], r1, study["image_manifest"], split, targets, residual_1_params, SEED)
+    _, predictions_1 = train_residual_1(study["image_embeddings"], r1, study["image_manifest"], split, targets, study_design_params, SEED)
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, residual_2_params, SEED)
     r2 = compute_residuals_2(study["image_embeddings"], study["phenotype_sentence_embeddings"], fitted)
-    _, predictions_2 = train_residual_2(r2, study["image_manifest"], split, targets, fitted, residual_1_params, SEED)
-    metrics = evaluate_residual_2(predictions_1, predictions_2, fitted, targets, residual_2_params, SEED)
+    _, predictions_2 = train_residual_2(r2, study["image_manifest"], split, targets, fitted, study_design_params, SEED)
+    metrics = evaluate_residual_2(predictions_1, predictions_2, fitted, targets, residual_2_params, study_design_params, SEED)
     block = metrics["targets"]["Pneumonia"]
     y = predictions_2.query("split == 'test'")["y_true"].to_numpy()
     assert block["majority_class_accuracy"] == pytest.approx(max(y.mean(), 1 - y.mean()))
@@ -129,7 +128,7 @@ def test_evaluation_and_plot(study, split, residual_1_params, residual_2_params)
     # residual_1 predictions from another split cannot be compared
     shifted = predictions_1.assign(image_id=predictions_1["image_id"] + "x")
     with pytest.raises(ValueError, match="not evaluated on the same test images"):
-        evaluate_residual_2(shifted, predictions_2, fitted, targets, residual_2_params, SEED)
+        evaluate_residual_2(shifted, predictions_2, fitted, targets, residual_2_params, study_design_params, SEED)
 
 
 def test_mismatched_ids_are_an_error(study, split, residual_2_params):

@@ -1,4 +1,4 @@
-"""phenotyping (report source) + residual_1 + residual_2 as one SequentialRunner run.
+"""phenotyping (report source) + study_design + residual_1 + residual_2 as one SequentialRunner run.
 
 Atelectasis is written in the reports but absent from the images: with w taken from the
 reports, the residual models can learn it and the image-only model cannot. Edema is a
@@ -7,7 +7,6 @@ random label: every model stays near AUC 0.5.
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
@@ -16,23 +15,24 @@ from matplotlib.figure import Figure
 from medclip_residuals.pipelines.phenotyping import create_pipeline as phenotyping
 from medclip_residuals.pipelines.residual_1 import create_pipeline as residual_1
 from medclip_residuals.pipelines.residual_2 import create_pipeline as residual_2
+from medclip_residuals.pipelines.study_design import create_pipeline as study_design
 
 
 @pytest.fixture(scope="module")
-def run(study_module, study):
-    residual_1_params = copy.deepcopy(study_module.RESIDUAL_1_PARAMS)
-    residual_2_params = copy.deepcopy(study_module.RESIDUAL_2_PARAMS)
+def run(study_module, study, base_params):
     inputs = {k: v for k, v in study.items() if k != "phenotype_sentence_embeddings"}
     inputs.update(
         {
-            "params:phenotyping": dict(study_module.PHENOTYPING_PARAMS, source="report"),
-            "params:residual_1": dict(residual_1_params, targets=["Atelectasis", "Edema"]),
-            "params:residual_2": residual_2_params,
+            "params:phenotyping": base_params("phenotyping", study_module.PHENOTYPING_OVERRIDES, source="report"),
+            "params:study_design": base_params(
+                "study_design", study_module.STUDY_DESIGN_OVERRIDES, targets=["Atelectasis", "Edema"]
+            ),
+            "params:residual_2": base_params("residual_2", study_module.RESIDUAL_2_OVERRIDES),
             "params:device": "cpu",
             "params:seed": 1234,
         }
     )
-    return study_module.run_pipeline(phenotyping() + residual_1() + residual_2(), inputs)
+    return study_module.run_pipeline(phenotyping() + study_design() + residual_1() + residual_2(), inputs)
 
 
 def test_planted_label_is_learnt_from_the_residual_and_random_label_is_not(run):

@@ -10,6 +10,7 @@ DEMO_ORDER = (
     "encoder_training",
     "embedding",
     "phenotyping",
+    "study_design",
     "residual_1",
     "residual_2",
     "explainability",

@@ -1,64 +1,55 @@
-"""Residual_1 pipeline: split by patient, pick targets, r = i - w, fit, evaluate, plot."""
+"""Residual_1 pipeline: r = i - w, fit the classifier on r and on i, evaluate, plot."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import (
-    compute_residuals_1,
-    evaluate_residual_1,
-    plot_residual_1_roc,
-    select_targets,
-    split_by_patient,
-    train_residual_1,
-)
+from .nodes import compute_residuals_1, evaluate_residual_1, plot_residual_1_roc, train_residual_1
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """The split and target list made here are read again by residual_2."""
+    """Reads the split, the targets and the classifier of study_design."""
     return Pipeline(
         [
             Node(
-                split_by_patient,
-                ["image_manifest", "image_embeddings", "params:residual_1", "params:seed"],
-                "data_split",
-                name="split_by_patient",
-            ),
-            Node(
-                select_targets,
-                ["image_manifest", "data_split", "params:residual_1"],
-                "residual_targets",
-                name="select_targets",
-            ),
-            Node(
-                compute_residuals_1,
-                ["image_embeddings", "phenotype_sentence_embeddings"],
-                "residuals_1",
+                func=compute_residuals_1,
+                inputs={
+                    "image_embeddings": "image_embeddings",
+                    "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
+                },
+                outputs="residuals_1",
                 name="compute_residuals_1",
             ),
             Node(
-                train_residual_1,
-                [
-                    "image_embeddings",
-                    "residuals_1",
-                    "image_manifest",
-                    "data_split",
-                    "residual_targets",
-                    "params:residual_1",
-                    "params:seed",
-                ],
-                ["residual_1_heads", "residual_1_predictions"],
+                func=train_residual_1,
+                inputs={
+                    "image_embeddings": "image_embeddings",
+                    "residuals_1": "residuals_1",
+                    "image_manifest": "image_manifest",
+                    "data_split": "data_split",
+                    "residual_targets": "residual_targets",
+                    "params": "params:study_design",
+                    "seed": "params:seed",
+                },
+                outputs=["residual_1_heads", "residual_1_predictions"],
                 name="train_residual_1",
             ),
             Node(
-                evaluate_residual_1,
-                ["residual_1_predictions", "residual_targets", "params:residual_1", "params:seed"],
-                "residual_1_metrics",
+                func=evaluate_residual_1,
+                inputs={
+                    "residual_1_predictions": "residual_1_predictions",
+                    "residual_targets": "residual_targets",
+                    "params": "params:study_design",
+                    "seed": "params:seed",
+                },
+                outputs="residual_1_metrics",
                 name="evaluate_residual_1",
             ),
             Node(
-                plot_residual_1_roc,
-                ["residual_1_predictions", "residual_1_metrics"],
-                "residual_1_roc_plot",
+                func=plot_residual_1_roc,
+                inputs={"residual_1_predictions": "residual_1_predictions", "residual_1_metrics": "residual_1_metrics"},
+                outputs="residual_1_roc_plot",
                 name="plot_residual_1_roc",
             ),
-        ]
+        ],
+        namespace="residual_1",
+        prefix_datasets_with_namespace=False,
     )

@@ -1,4 +1,4 @@
-"""Residual_2 pipeline: builds on residual_1's split, targets and predictions (via the catalog)."""
+"""Residual_2 pipeline: f: i -> w on the training split, r = f(i) - w, g on r, compare, plot."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -12,53 +12,66 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Fit f on the training split, r = f(i) - w, fit g, compare with image and residual_1."""
+    """Reads study_design's split, targets and classifier, and residual_1's predictions (to compare)."""
     return Pipeline(
         [
             Node(
-                fit_embedding_map,
-                ["image_embeddings", "phenotype_sentence_embeddings", "data_split", "params:residual_2", "params:seed"],
-                "residual_2_map",
+                func=fit_embedding_map,
+                inputs={
+                    "image_embeddings": "image_embeddings",
+                    "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
+                    "data_split": "data_split",
+                    "params": "params:residual_2",
+                    "seed": "params:seed",
+                },
+                outputs="residual_2_map",
                 name="fit_embedding_map",
             ),
             Node(
-                compute_residuals_2,
-                ["image_embeddings", "phenotype_sentence_embeddings", "residual_2_map"],
-                "residuals_2",
+                func=compute_residuals_2,
+                inputs={
+                    "image_embeddings": "image_embeddings",
+                    "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
+                    "residual_2_map": "residual_2_map",
+                },
+                outputs="residuals_2",
                 name="compute_residuals_2",
             ),
             Node(
-                train_residual_2,
-                [
-                    "residuals_2",
-                    "image_manifest",
-                    "data_split",
-                    "residual_targets",
-                    "residual_2_map",
-                    "params:residual_1",
-                    "params:seed",
-                ],
-                ["residual_2_heads", "residual_2_predictions"],
+                func=train_residual_2,
+                inputs={
+                    "residuals_2": "residuals_2",
+                    "image_manifest": "image_manifest",
+                    "data_split": "data_split",
+                    "residual_targets": "residual_targets",
+                    "residual_2_map": "residual_2_map",
+                    "params": "params:study_design",
+                    "seed": "params:seed",
+                },
+                outputs=["residual_2_heads", "residual_2_predictions"],
                 name="train_residual_2",
             ),
             Node(
-                evaluate_residual_2,
-                [
-                    "residual_1_predictions",
-                    "residual_2_predictions",
-                    "residual_2_map",
-                    "residual_targets",
-                    "params:residual_2",
-                    "params:seed",
-                ],
-                "residual_2_metrics",
+                func=evaluate_residual_2,
+                inputs={
+                    "residual_1_predictions": "residual_1_predictions",
+                    "residual_2_predictions": "residual_2_predictions",
+                    "residual_2_map": "residual_2_map",
+                    "residual_targets": "residual_targets",
+                    "params": "params:residual_2",
+                    "study_design": "params:study_design",
+                    "seed": "params:seed",
+                },
+                outputs="residual_2_metrics",
                 name="evaluate_residual_2",
             ),
             Node(
-                plot_residual_2_accuracy,
-                ["residual_2_metrics"],
-                "residual_2_accuracy_plot",
+                func=plot_residual_2_accuracy,
+                inputs={"residual_2_metrics": "residual_2_metrics"},
+                outputs="residual_2_accuracy_plot",
                 name="plot_residual_2_accuracy",
             ),
-        ]
+        ],
+        namespace="residual_2",
+        prefix_datasets_with_namespace=False,
     )
