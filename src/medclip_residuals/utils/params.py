@@ -130,7 +130,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:  # noqa: C901 (one branch 
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ParameterError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(args, value, strict=True)))
+            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     if origin in (dict, Mapping) or tp in (dict, Mapping):
