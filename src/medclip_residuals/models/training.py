@@ -20,7 +20,7 @@ matches, and optionally so do studies that share findings (MedCLIP's semantic ma
 
 Example:
     >>> settings = ContrastiveTraining.parse(raw_settings, "encoder_training")  # doctest: +SKIP
-    >>> history = fit_contrastive(encoder, image_source, reports, settings, seed=0)  # doctest: +SKIP
+    >>> history = fit_contrastive(encoder, images, reports, settings, seed=0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
