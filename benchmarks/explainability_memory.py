@@ -34,7 +34,9 @@ from pathlib import Path
 CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung"]
 TINY_ENCODER = {
     "image_size": 64,
+    "allow_global_windows": False,
     "text_max_length": 32,
+    "lowercase": True,
     "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
     "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
              "max_position_embeddings": 32},

@@ -21,7 +21,9 @@ TINY_LABELS = ("Pneumonia", "Pleural Effusion")
 # (32 px, grids 8 and 4, window 2) and a 2-layer BERT of width 16.
 TINY_DEMO_ENCODER = {
     "image_size": 32,
+    "allow_global_windows": False,
     "text_max_length": 16,
+    "lowercase": True,
     "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
     "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
              "max_position_embeddings": 16},

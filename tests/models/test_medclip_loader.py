@@ -29,7 +29,9 @@ from medclip_residuals.models.medclip_loader import (
     VISION_HUB_ID,
     CheckpointMismatchError,
     EncoderFileNotFoundError,
+    EncoderParams,
     check_local_windows,
+    load_encoder,
     load_medclip_checkpoint,
     load_published_encoder,
     medclip_backbones,
@@ -39,6 +41,13 @@ from medclip_residuals.models.medclip_loader import (
 WORDS = ["there", "is", "no", "pneumonia", "effusion", "left", "right", "lung", "heart", "near", "the", "finding"]
 TEXTS = ["there is pneumonia", "no finding", "effusion near the heart", "pneumonia left lung zebra"]
 MAX_POSITIONS = 24
+PUBLISHED_ARGS = ("profile", "weights_dir", "vision_backbone_dir", "text_backbone_dir", "allow_download", "text_max_length")
+
+
+def _published_args(base_params, **overrides) -> dict:
+    """load_published_encoder's arguments: conf/base's `encoder` parameters with `overrides`."""
+    encoder = base_params("encoder", **overrides)
+    return {key: encoder[key] for key in PUBLISHED_ARGS}
 
 
 def _save_tiny_backbones(root: Path) -> tuple[Path, Path]:
@@ -100,18 +109,19 @@ def _save_medclip_checkpoint(model: MedCLIPModel, folder: Path, extra: dict | No
 
 
 @pytest.fixture(scope="module")
-def published_vit(tmp_path_factory):
+def published_vit(tmp_path_factory, base_params):
     root = tmp_path_factory.mktemp("medclip_vit")
     swin_dir, bert_dir = _save_tiny_backbones(root)
     reference = _reference_medclip(swin_dir, bert_dir, MedCLIPVisionModelViT)
     weights = _save_medclip_checkpoint(reference, root / "weights")
-    params = {
-        "profile": "medclip_vit",
-        "weights_dir": str(weights.parent),
-        "vision_backbone_dir": str(swin_dir),
-        "text_backbone_dir": str(bert_dir),
-        "text_max_length": MAX_POSITIONS,
-    }
+    params = _published_args(
+        base_params,
+        profile="medclip_vit",
+        weights_dir=str(weights.parent),
+        vision_backbone_dir=str(swin_dir),
+        text_backbone_dir=str(bert_dir),
+        text_max_length=MAX_POSITIONS,
+    )
     return SimpleNamespace(root=root, swin_dir=swin_dir, bert_dir=bert_dir, reference=reference, params=params)
 
 
@@ -124,7 +134,7 @@ def _reference_texts(reference: MedCLIPModel, bert_dir: Path, texts: list[str]) 
 
 
 def test_vit_profile_loads_medclip_checkpoint_and_reproduces_embeddings(published_vit):
-    encoder = load_published_encoder(published_vit.params, device="cpu")
+    encoder = load_published_encoder(**published_vit.params, device="cpu")
     assert isinstance(encoder.model, MedCLIPModel)
     assert isinstance(encoder.vision_model, MedCLIPVisionModelViT)
     assert (encoder.profile, encoder.image_size, encoder.device.type) == ("medclip_vit", 32, "cpu")
@@ -147,8 +157,17 @@ def test_vit_profile_loads_medclip_checkpoint_and_reproduces_embeddings(publishe
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-6)
 
 
+def test_load_encoder_reads_the_encoder_parameters(published_vit, base_params):
+    params = EncoderParams.parse(base_params("encoder", published_vit.params), "encoder")
+    encoder = load_encoder(params)
+    assert encoder.profile == "medclip_vit"
+    assert torch.equal(encoder.model.logit_scale, published_vit.reference.logit_scale)
+    with pytest.raises(ValueError, match="encoder_training pipeline"):
+        load_encoder(EncoderParams.parse(base_params("encoder", profile="demo"), "encoder"))
+
+
 def test_text_embeddings_do_not_depend_on_the_batch(published_vit):
-    encoder = load_published_encoder(published_vit.params)
+    encoder = load_published_encoder(**published_vit.params)
     alone = encoder.encode_texts(["no finding"])
     together = encoder.encode_texts(["effusion near the heart and pneumonia left lung", "no finding"])
     np.testing.assert_allclose(alone[0], together[1], atol=1e-6)
@@ -160,7 +179,7 @@ def test_text_encoding_runs_on_cpu_without_cuda(published_vit, monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "cuda", no_cuda)
     monkeypatch.setattr(torch.nn.Module, "cuda", no_cuda)
-    encoder = load_published_encoder(published_vit.params, device="cpu")
+    encoder = load_published_encoder(**published_vit.params, device="cpu")
     assert encoder.encode_texts(["there is pneumonia"]).shape == (1, 512)
     assert encoder.encode_images(torch.zeros(1, 3, 32, 32)).shape == (1, 512)
     assert encoder.model.training  # encode_texts restores the mode it found
@@ -169,33 +188,35 @@ def test_text_encoding_runs_on_cpu_without_cuda(published_vit, monkeypatch):
 def test_missing_weights_file_says_which_where_and_how(published_vit, tmp_path):
     params = {**published_vit.params, "weights_dir": str(tmp_path / "empty")}
     with pytest.raises(EncoderFileNotFoundError) as caught:
-        load_published_encoder(params)
+        load_published_encoder(**params)
     message = str(caught.value)
     assert str(tmp_path / "empty" / "pytorch_model.bin") in message
     assert "encoder.weights_dir" in message
     assert "medclip_vit_weight.txt" in message and "allow_download" in message
 
     with pytest.raises(EncoderFileNotFoundError, match="encoder.weights_dir is not set"):
-        load_published_encoder({**published_vit.params, "weights_dir": None})
+        load_published_encoder(**{**published_vit.params, "weights_dir": None})
 
 
 def test_missing_backbone_files_are_named_with_the_download_command(published_vit, tmp_path):
     params = {**published_vit.params, "vision_backbone_dir": str(tmp_path / "swin")}
     with pytest.raises(EncoderFileNotFoundError) as caught:
-        load_published_encoder(params)
+        load_published_encoder(**params)
     message = str(caught.value)
     assert str(tmp_path / "swin" / "config.json") in message and "encoder.vision_backbone_dir" in message
     assert f"huggingface-cli download {VISION_HUB_ID} config.json" in message
 
 
-def test_empty_hugging_face_cache_is_reported_at_once_with_every_missing_file(published_vit, tmp_path, monkeypatch):
+def test_empty_hugging_face_cache_is_reported_at_once_with_every_missing_file(
+    published_vit, tmp_path, monkeypatch, base_params
+):
     from huggingface_hub import constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("huggingface_hub.hf_hub_download", mock.Mock(side_effect=AssertionError("download attempted")))
-    params = {"profile": "medclip_vit", "weights_dir": str(tmp_path / "none")}
+    params = _published_args(base_params, profile="medclip_vit", weights_dir=str(tmp_path / "none"))
     with pytest.raises(EncoderFileNotFoundError) as caught:
-        load_published_encoder(params)
+        load_published_encoder(**params)
     message = str(caught.value)
     for expected in ("pytorch_model.bin", f"config.json of {TEXT_HUB_ID}", f"vocab.txt of {TEXT_HUB_ID}",
                      f"config.json of {VISION_HUB_ID}", str(tmp_path / "hub")):
@@ -216,8 +237,8 @@ def test_backbones_are_found_in_the_hugging_face_cache(published_vit, tmp_path, 
         for name in files:
             (snapshot / name).write_bytes((folder / name).read_bytes())
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
-    params = {key: value for key, value in published_vit.params.items() if not key.endswith("backbone_dir")}
-    encoder = load_published_encoder(params)
+    params = {**published_vit.params, "vision_backbone_dir": None, "text_backbone_dir": None}
+    encoder = load_published_encoder(**params)
     np.testing.assert_allclose(
         encoder.encode_texts(TEXTS[:2]), _reference_texts(published_vit.reference, published_vit.bert_dir, TEXTS[:2]),
         atol=1e-6,
@@ -228,20 +249,20 @@ def test_unexpected_or_missing_checkpoint_keys_are_errors(published_vit, tmp_pat
     model = published_vit.reference
     _save_medclip_checkpoint(model, tmp_path / "extra", extra={"vision_model.stray.weight": torch.zeros(2)})
     with pytest.raises(CheckpointMismatchError, match=r"1 unexpected key\(s\): vision_model.stray.weight"):
-        load_published_encoder({**published_vit.params, "weights_dir": str(tmp_path / "extra")})
+        load_published_encoder(**{**published_vit.params, "weights_dir": str(tmp_path / "extra")})
 
     state = {k: v for k, v in model.state_dict().items() if k != "logit_scale"}
     (tmp_path / "missing").mkdir()
     torch.save(state, tmp_path / "missing" / "pytorch_model.bin")
     with pytest.raises(CheckpointMismatchError, match=r"1 missing key\(s\): logit_scale"):
-        load_published_encoder({**published_vit.params, "weights_dir": str(tmp_path / "missing")})
+        load_published_encoder(**{**published_vit.params, "weights_dir": str(tmp_path / "missing")})
 
 
 def test_checkpoint_without_position_ids_loads_and_pickles_are_refused(published_vit, tmp_path):
     model = published_vit.reference
     (tmp_path / "plain").mkdir()
     torch.save(model.state_dict(), tmp_path / "plain" / "pytorch_model.bin")
-    encoder = load_published_encoder({**published_vit.params, "weights_dir": str(tmp_path / "plain")})
+    encoder = load_published_encoder(**{**published_vit.params, "weights_dir": str(tmp_path / "plain")})
     reference_state = model.state_dict()
     assert POSITION_IDS_KEY not in reference_state
     with torch.no_grad():  # spoil every weight, then load the file again: each one comes back
@@ -269,18 +290,18 @@ def test_allow_download_fetches_the_zip_that_medclip_links(published_vit, tmp_pa
     link.write_text(archive.as_uri() + "\n")
     monkeypatch.setitem(medclip_loader.WEIGHT_URL_FILES, "vit", link.as_uri())
     params = {**published_vit.params, "weights_dir": str(tmp_path / "fetched"), "allow_download": True}
-    encoder = load_published_encoder(params)
+    encoder = load_published_encoder(**params)
     assert (tmp_path / "fetched" / "pytorch_model.bin").is_file()
     assert torch.equal(encoder.model.logit_scale, published_vit.reference.logit_scale)
 
 
-def test_resnet_profile_builds_without_downloading(published_vit, tmp_path, monkeypatch):
+def test_resnet_profile_builds_without_downloading(published_vit, tmp_path, monkeypatch, base_params):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", mock.Mock(side_effect=AssertionError("download")))
     reference = _reference_medclip(published_vit.swin_dir, published_vit.bert_dir, MedCLIPVisionModel)
     weights = _save_medclip_checkpoint(reference, tmp_path / "resnet")
-    params = {"profile": "medclip_resnet", "weights_dir": str(weights.parent),
-              "text_backbone_dir": str(published_vit.bert_dir), "text_max_length": MAX_POSITIONS}
-    encoder = load_published_encoder(params)
+    params = _published_args(base_params, profile="medclip_resnet", weights_dir=str(weights.parent),
+                             text_backbone_dir=str(published_vit.bert_dir), text_max_length=MAX_POSITIONS)
+    encoder = load_published_encoder(**params)
     assert isinstance(encoder.vision_model, MedCLIPVisionModel) and encoder.image_size == 224
     pixels = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     encoder.model.eval()

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from transformers import BertTokenizerFast
 
+from medclip_residuals.models.medclip_loader import EncoderParams
 from medclip_residuals.models.report_text import (
     count_over_limit,
     demo_token_counter,
@@ -121,14 +122,18 @@ def test_demo_counter_equals_the_demo_tokenizer(lowercase):
     assert not mismatched
 
 
-def test_report_token_counter_demo_profile():
-    count, description = report_token_counter({"profile": "demo", "demo": {"text_max_length": 32, "lowercase": True}})
+def test_report_token_counter_demo_profile(base_params):
+    count, description = report_token_counter(
+        base_params("encoder", profile="demo", demo={"text_max_length": 32, "lowercase": True})
+    )
     assert count("FINDINGS: Lungs clear. IMPRESSION: No acute disease.") == 13  # 11 words and marks + 2
     assert "word-level" in description and "limit 32 tokens" in description
-    assert report_token_limit({"profile": "demo"}) == 32
-    assert report_token_limit({"profile": "demo", "demo": {"text_max_length": 20}}) == 20
-    assert report_token_limit({"profile": "medclip_vit"}) == 77
-    assert report_token_limit({"profile": "medclip_resnet", "text_max_length": 60}) == 60
+    assert report_token_limit(base_params("encoder", profile="demo")) == 32
+    assert report_token_limit(base_params("encoder", profile="demo", demo={"text_max_length": 20})) == 20
+    assert report_token_limit(base_params("encoder", profile="medclip_vit")) == 77
+    assert report_token_limit(base_params("encoder", profile="medclip_resnet", text_max_length=60)) == 60
+    typed = EncoderParams.parse(base_params("encoder", profile="demo", demo={"text_max_length": 20}), "encoder")
+    assert report_token_limit(typed) == 20
 
 
 def _fake_clinical_bert(folder: Path) -> Path:
@@ -136,13 +141,13 @@ def _fake_clinical_bert(folder: Path) -> Path:
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "there", "is", "pneu", "##monia", "no", "."]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "config.json").write_text('{"model_type": "bert", "vocab_size": %d}' % len(vocab))
+    (folder / "config.json").write_text(f'{{"model_type": "bert", "vocab_size": {len(vocab)}}}')
     return folder
 
 
-def test_report_token_counter_published_profile_reads_the_local_tokenizer(tmp_path):
+def test_report_token_counter_published_profile_reads_the_local_tokenizer(tmp_path, base_params):
     folder = _fake_clinical_bert(tmp_path / "bert")
-    count, description = report_token_counter({"profile": "medclip_vit", "text_backbone_dir": str(folder)})
+    count, description = report_token_counter(base_params("encoder", profile="medclip_vit", text_backbone_dir=str(folder)))
     assert count("there is pneumonia.") == 7  # [CLS] there is pneu ##monia . [SEP]
     assert count("there is " * 60) == 122  # not truncated at 77
     assert str(folder) in description and "limit 77 tokens" in description
@@ -150,24 +155,26 @@ def test_report_token_counter_published_profile_reads_the_local_tokenizer(tmp_pa
     assert count("no pneumonia") == len(reference("no pneumonia")["input_ids"])
 
 
-def test_report_token_counter_without_the_tokenizer_says_why(tmp_path, monkeypatch):
+def test_report_token_counter_without_the_tokenizer_says_why(tmp_path, monkeypatch, base_params):
     from huggingface_hub import constants as hub_constants
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
-    count, description = report_token_counter({"profile": "medclip_resnet", "text_max_length": 77})
+    count, description = report_token_counter(base_params("encoder", profile="medclip_resnet", text_max_length=77))
     assert count is None
     assert description.startswith("report tokens not counted against the 77-token limit")
     assert "emilyalsentzer/Bio_ClinicalBERT" in description and str(tmp_path / "empty_cache") in description
-    count, description = report_token_counter({"profile": "medclip_vit", "text_backbone_dir": str(tmp_path / "none")})
+    count, description = report_token_counter(
+        base_params("encoder", profile="medclip_vit", text_backbone_dir=str(tmp_path / "none"))
+    )
     assert count is None and str(tmp_path / "none" / "vocab.txt") in description
 
 
-def test_report_token_counter_of_a_saved_encoder(tmp_path, tiny_demo_encoder):
+def test_report_token_counter_of_a_saved_encoder(tmp_path, tiny_demo_encoder, base_params):
     from medclip_residuals.models.medclip_loader import save_encoder_folder
 
     encoder = tiny_demo_encoder(["there is pneumonia"], seed=0)
     folder = save_encoder_folder(encoder, tmp_path / "encoder")
-    count, description = report_token_counter({"profile": "demo", "encoder_dir": str(folder)})
+    count, description = report_token_counter(base_params("encoder", profile="demo", encoder_dir=str(folder)))
     assert count("there is pneumonia, zebra") == 7 and "limit 16 tokens" in description
 
 
@@ -199,10 +206,10 @@ def test_real_reports_impression_is_recovered_exactly(real_reports, separator):
     assert used == 399
 
 
-def test_real_reports_over_the_limits(real_reports):
+def test_real_reports_over_the_limits(real_reports, base_params):
     """Tokens of the Open-i reports under the demo tokenizer rule (words + 2): whole vs impression."""
     reports = [_as_written(row, " ") for _, row in real_reports.iterrows()]
-    count, _ = report_token_counter({"profile": "demo"})
+    count, _ = report_token_counter(base_params("encoder", profile="demo"))
     whole = np.array([count(report) for report in reports])
     impression = np.array([count(text) for text in select_report_texts(reports, "impression")[0]])
     assert (count_over_limit(whole, 32), count_over_limit(whole, 77), int(whole.max())) == (375, 76, 205)

@@ -44,6 +44,14 @@ from medclip_residuals.models.medclip_loader import (
     save_encoder_folder,
 )
 
+# What a pointer to the published weights assumes for the load_args it is not given.
+PUBLISHED_LOAD_ARGS: dict[str, Any] = {
+    "vision_backbone_dir": None,
+    "text_backbone_dir": None,
+    "allow_download": False,
+    "text_max_length": 77,  # MedCLIP's tokenizer limit
+}
+
 
 class MedCLIPEncoderDataset(AbstractVersionedDataset[MedCLIPEncoder, MedCLIPEncoder]):
     """A `MedCLIPEncoder` saved as safetensors + config + tokenizer, or MedCLIP's published weights."""
@@ -60,8 +68,17 @@ class MedCLIPEncoderDataset(AbstractVersionedDataset[MedCLIPEncoder, MedCLIPEnco
         if protocol != "file":
             raise DatasetError(f"MedCLIPEncoderDataset stores local folders only, got {filepath!r}")
         super().__init__(filepath=PurePosixPath(path), version=version)
-        self._load_args = dict(load_args or {})
-        self._published = self._load_args.get("profile") in PUBLISHED_PROFILES
+        load_args = {"device": "cpu", **(load_args or {})}
+        self._device = load_args.pop("device")
+        self._profile = load_args.pop("profile", None)
+        self._published = self._profile in PUBLISHED_PROFILES
+        unknown = sorted(set(load_args) - set(PUBLISHED_LOAD_ARGS if self._published else ()))
+        if unknown:
+            raise DatasetError(
+                f"{filepath}: unknown load_args {unknown}; a saved encoder folder takes `device`, a pointer "
+                f"to the published weights also `profile` and {', '.join(PUBLISHED_LOAD_ARGS)}"
+            )
+        self._published_args = {**PUBLISHED_LOAD_ARGS, **load_args}
         if self._published and version is not None:
             raise DatasetError(
                 f"{filepath}: a pointer to MedCLIP's published weights is read-only and cannot be versioned"
@@ -72,16 +89,18 @@ class MedCLIPEncoderDataset(AbstractVersionedDataset[MedCLIPEncoder, MedCLIPEnco
         return {
             "filepath": str(self._filepath),
             "version": self._version,
-            "profile": self._load_args.get("profile", "saved encoder"),
+            "profile": self._profile or "saved encoder",
         }
 
     def load(self) -> MedCLIPEncoder:
-        device = self._load_args.get("device", "cpu")
         if self._published:
-            params = {key: value for key, value in self._load_args.items() if key != "device"}
-            params["weights_dir"] = str(self._filepath)
-            return load_published_encoder(params, device=device)
-        return load_encoder_folder(Path(str(self._get_load_path())), device=device)
+            return load_published_encoder(
+                profile=self._profile,
+                weights_dir=str(self._filepath),
+                device=self._device,
+                **self._published_args,
+            )
+        return load_encoder_folder(Path(str(self._get_load_path())), device=self._device)
 
     def save(self, data: MedCLIPEncoder) -> None:
         if self._published:
@@ -115,6 +134,6 @@ class MedCLIPEncoderDataset(AbstractVersionedDataset[MedCLIPEncoder, MedCLIPEnco
     def preview(self) -> JSONPreview:
         """The saved configuration (profile, backbones, image size), for kedro-viz."""
         if self._published:
-            return JSONPreview(json.dumps({"profile": self._load_args.get("profile"), "weights_dir": str(self._filepath)}))
+            return JSONPreview(json.dumps({"profile": self._profile, "weights_dir": str(self._filepath)}))
         config_path = Path(str(self._get_load_path())) / CONFIG_FILE
         return JSONPreview(config_path.read_text(encoding="utf-8"))

@@ -1,9 +1,19 @@
-"""The project's batched image-embedding path (used by the embedding pipeline and its benchmark)."""
+"""The project's one image-embedding path: batches of preprocessed images through the encoder.
+
+`embed_batches` is the loop (eval mode, `torch.inference_mode`, optional bf16 autocast); its
+two feeds are image files through a DataLoader (`embed_image_files`: the embedding pipeline
+and its benchmark) and the cached or streamed pixels of training and evaluation
+(`embed_image_source`: encoder_training's held-out metric).
+
+Example:
+    >>> matrix = embed_image_files(encoder, paths, batch_size=64, num_workers=2, bf16=False)  # doctest: +SKIP
+    >>> matrix.shape  # (len(paths), 512), rows L2-normalised
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 
 import numpy as np
@@ -13,6 +23,7 @@ from tqdm.auto import tqdm
 
 from medclip_residuals.data.preprocess import XrayImageDataset
 from medclip_residuals.models.encoder import MedCLIPEncoder, eval_mode
+from medclip_residuals.models.image_source import ImageSource
 
 logger = logging.getLogger(__name__)
 
@@ -27,36 +38,62 @@ def autocast_context(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def embed_batches(
+    encoder: MedCLIPEncoder, batches: Iterable[torch.Tensor], bf16: bool, progress: tqdm | None = None
+) -> np.ndarray:
+    """Embed batches of preprocessed images, in order: (N, 512) float32, as the encoder gives them.
+
+    Args:
+        encoder: the model runs in eval mode under `torch.inference_mode`, one batch at a time.
+        batches: (B, C, S, S) pixel values (one channel or three: MedCLIP repeats a grey one).
+        bf16: bf16 autocast (see `autocast_context`); False keeps float32 numbers.
+        progress: a bar advanced by each batch's size, if any.
+    """
+    chunks = []
+    precision = autocast_context(encoder.device, bf16) if bf16 else nullcontext()
+    with eval_mode(encoder.model), torch.inference_mode(), precision:
+        for pixel_values in batches:
+            chunks.append(encoder.encode_images(pixel_values).float().cpu().numpy())
+            if progress is not None:
+                progress.update(len(pixel_values))
+    if not chunks:
+        return np.zeros((0, encoder.embed_dim), dtype=np.float32)
+    return np.concatenate(chunks)
+
+
 def embed_image_files(
     encoder: MedCLIPEncoder,
     paths: Sequence[str],
-    batch_size: int = 64,
-    num_workers: int = 2,
-    bf16: bool = False,
+    batch_size: int,
+    num_workers: int,
+    bf16: bool,
     progress: bool = True,
 ) -> np.ndarray:
     """Embed image files: (N, 512) float32, rows L2-normalised, in the order of `paths`.
 
-    Worker processes decode and preprocess while the model runs; the model runs in eval
-    mode under `torch.inference_mode`, one batch at a time.
+    Worker processes decode and preprocess while the model runs.
     """
-    dataset = XrayImageDataset(paths, size=encoder.image_size)
     loader = DataLoader(
-        dataset,
+        XrayImageDataset(paths, size=encoder.image_size),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=encoder.device.type == "cuda",
         persistent_workers=False,
     )
-    output = np.zeros((len(dataset), encoder.embed_dim), dtype=np.float32)
-    bar = tqdm(total=len(dataset), desc="embedding images", unit="img", disable=not progress)
-    with eval_mode(encoder.model), torch.inference_mode(), autocast_context(encoder.device, bf16):
-        for indices, pixel_values in loader:
-            embeddings = encoder.encode_images(pixel_values.to(encoder.device, non_blocking=True))
-            output[indices.numpy()] = embeddings.float().cpu().numpy()
-            bar.update(len(indices))
-    bar.close()
+
+    def pixel_batches() -> Iterator[torch.Tensor]:
+        for _, pixel_values in loader:
+            yield pixel_values.to(encoder.device, non_blocking=True)
+
+    with tqdm(total=len(paths), desc="embedding images", unit="img", disable=not progress) as bar:
+        output = embed_batches(encoder, pixel_batches(), bf16, bar)
     # bf16 rounding leaves norms slightly off 1: renormalise in float32.
     output /= np.linalg.norm(output, axis=1, keepdims=True).clip(min=1e-12)
     return output
+
+
+def embed_image_source(encoder: MedCLIPEncoder, source: ImageSource, batch_size: int) -> np.ndarray:
+    """L2-normalised embeddings (N, 512) of cached or streamed images, in float32, in order."""
+    indices = [torch.arange(start, min(start + batch_size, len(source))) for start in range(0, len(source), batch_size)]
+    return embed_batches(encoder, source.batches(indices), bf16=False)

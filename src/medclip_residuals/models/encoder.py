@@ -11,10 +11,10 @@ text's embedding depend on the other texts in its batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,7 +64,7 @@ class MedCLIPEncoder:
     def embed_dim(self) -> int:
         return 512
 
-    def to(self, device: str | torch.device) -> "MedCLIPEncoder":
+    def to(self, device: str | torch.device) -> MedCLIPEncoder:
         """Move the model to `device` ("auto", "cpu", "cuda:1", ...) in place; returns self."""
         self.device = resolve_device(device)
         self.model.to(self.device)

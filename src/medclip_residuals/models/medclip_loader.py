@@ -8,7 +8,7 @@ torchvision (`resnet50(pretrained=True)`). `medclip_backbones` swaps those three
 the hub ids to configurations or local folders: the real classes run their real `__init__`,
 nothing is copied from them, and nothing is downloaded.
 
-Profiles (the `encoder:` parameters, conf/base/parameters_encoder.yml):
+Profiles (the `encoder:` parameters, conf/base/parameters_encoder.yml, read as `EncoderParams`):
 - `medclip_vit` / `medclip_resnet`: the published MedCLIP weights (`pytorch_model.bin`) from
   `weights_dir`; the backbones' config.json (and Bio_ClinicalBERT's vocab.txt) from
   `vision_backbone_dir` / `text_backbone_dir` or the Hugging Face cache. The backbones are
@@ -33,9 +33,10 @@ import urllib.request
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torchvision
@@ -53,6 +54,7 @@ from transformers import BertConfig, PretrainedConfig, SwinConfig
 
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.tokenizer import build_word_tokenizer
+from medclip_residuals.utils.params import Parameters
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,44 @@ MEDCLIP_README = "https://github.com/RyanWangZf/MedCLIP#readme"
 _PATCH_LOCK = threading.RLock()
 
 BackboneSource = PretrainedConfig | str | Path
+
+
+@dataclass(frozen=True)
+class DemoEncoderParams(Parameters):
+    """`encoder.demo`: the demo profile's geometry (MedCLIP's classes on small backbones).
+
+    `swin` and `bert` are keyword arguments of transformers' `SwinConfig` and `BertConfig`
+    (their own defaults apply to the keys left out); `image_size` is the Swin input size.
+    """
+
+    image_size: int
+    allow_global_windows: bool
+    text_max_length: int
+    lowercase: bool
+    swin: dict[str, Any]
+    bert: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EncoderParams(Parameters):
+    """`params:encoder`, shared by encoder_training, embedding and data validation.
+
+    Example:
+        >>> params = EncoderParams.parse(raw_encoder_parameters, "encoder")  # doctest: +SKIP
+        >>> encoder = load_encoder(params)  # doctest: +SKIP
+    """
+
+    profile: Literal["demo", "medclip_vit", "medclip_resnet"]
+    # Published profiles: the folder of pytorch_model.bin and the backbones' folders (null:
+    # the Hugging Face cache).
+    weights_dir: str | None
+    vision_backbone_dir: str | None
+    text_backbone_dir: str | None
+    allow_download: bool
+    text_max_length: int
+    # A folder written by save_encoder_folder: loaded instead of the profile's weights.
+    encoder_dir: str | None
+    demo: DemoEncoderParams
 
 
 class EncoderFileNotFoundError(FileNotFoundError):
@@ -267,7 +307,7 @@ def load_medclip_checkpoint(model: MedCLIPModel, path: str | Path) -> None:
 
 
 def _hub_hint(hub_id: str, files: Iterable[str], folder: str | Path | None) -> str:
-    target = folder if folder else f"models/{hub_id.split('/')[-1]}"
+    target = folder if folder else f"models/{hub_id.rsplit('/', maxsplit=1)[-1]}"
     return (
         f"get it with `huggingface-cli download {hub_id} {' '.join(files)} --local-dir {target}` on a machine "
         f"with internet (then set the folder in the encoder parameters), or set encoder.allow_download: true"
@@ -355,33 +395,41 @@ def _weights_file(weights_dir: str | Path | None, variant: str, allow_download: 
 # --------------------------------------------------------------------------------------------
 
 
-def _profile_kind(profile: str) -> str:
-    if profile not in PROFILES:
-        raise ValueError(f"encoder.profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    return PROFILES[profile]
-
-
-def load_published_encoder(params: Mapping[str, Any], device: str | torch.device = "cpu") -> MedCLIPEncoder:
+def load_published_encoder(
+    *,
+    profile: str,
+    weights_dir: str | Path | None,
+    vision_backbone_dir: str | Path | None,
+    text_backbone_dir: str | Path | None,
+    allow_download: bool,
+    text_max_length: int,
+    device: str | torch.device = "cpu",
+) -> MedCLIPEncoder:
     """Build `medclip_vit` / `medclip_resnet` from local files and load the published weights.
 
-    `params`: profile, weights_dir, vision_backbone_dir, text_backbone_dir (null: the Hugging
-    Face cache), allow_download (default false), text_max_length (default 77). Every missing
-    file is reported at once, before anything is built.
+    Args:
+        profile: `medclip_vit` or `medclip_resnet`.
+        weights_dir: the folder that holds MedCLIP's pytorch_model.bin.
+        vision_backbone_dir, text_backbone_dir: the backbones' folders (None: the Hugging
+            Face cache).
+        allow_download: fetch missing files (MedCLIP's zip, the backbones' configurations).
+        text_max_length: the tokenizer's limit (texts are padded and cut to it).
+        device: where the model is placed.
+
+    Every missing file is reported at once, before anything is built.
     """
-    profile = params.get("profile", "medclip_vit")
     if profile not in PUBLISHED_PROFILES:
         raise ValueError(f"load_published_encoder serves {PUBLISHED_PROFILES}, got profile {profile!r}")
-    variant = _profile_kind(profile)
-    allow_download = bool(params.get("allow_download", False))
-    weights, problems = _weights_file(params.get("weights_dir"), variant, allow_download)
+    variant = PROFILES[profile]
+    weights, problems = _weights_file(weights_dir, variant, allow_download)
     text_dir, text_problems = _backbone_folder(
-        params.get("text_backbone_dir"), TEXT_HUB_ID, ("config.json", "vocab.txt"), allow_download, "text_backbone_dir"
+        text_backbone_dir, TEXT_HUB_ID, ("config.json", "vocab.txt"), allow_download, "text_backbone_dir"
     )
     problems += text_problems
     vision_dir = None
     if variant == VIT:
         vision_dir, vision_problems = _backbone_folder(
-            params.get("vision_backbone_dir"), VISION_HUB_ID, ("config.json",), allow_download, "vision_backbone_dir"
+            vision_backbone_dir, VISION_HUB_ID, ("config.json",), allow_download, "vision_backbone_dir"
         )
         problems += vision_problems
     if problems:
@@ -392,7 +440,7 @@ def load_published_encoder(params: Mapping[str, Any], device: str | torch.device
     vision_config = (
         transformers.AutoConfig.from_pretrained(str(vision_dir), local_files_only=True) if vision_dir else None
     )
-    max_length = int(params.get("text_max_length", 77))
+    max_length = int(text_max_length)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(text_dir), local_files_only=True)
     tokenizer.model_max_length = max_length
     model = build_medclip_model(variant, vision_config, text_config, tokenizer)
@@ -428,23 +476,28 @@ def check_local_windows(swin: SwinConfig) -> None:
         )
 
 
-def demo_configs(demo: Mapping[str, Any], vocab_size: int) -> tuple[SwinConfig, BertConfig]:
+def demo_configs(demo: DemoEncoderParams, vocab_size: int) -> tuple[SwinConfig, BertConfig]:
     """The demo profile's Swin and BERT configurations from `encoder.demo` parameters."""
-    swin_args = dict(demo.get("swin", {}))
-    swin = SwinConfig(image_size=int(demo["image_size"]), num_channels=3, **swin_args)
-    if not demo.get("allow_global_windows", False):
+    swin = SwinConfig(image_size=demo.image_size, num_channels=3, **demo.swin)
+    if not demo.allow_global_windows:
         check_local_windows(swin)
-    bert_args = dict(demo.get("bert", {}))
-    bert = BertConfig(vocab_size=vocab_size, pad_token_id=0, **bert_args)
+    bert = BertConfig(vocab_size=vocab_size, pad_token_id=0, **demo.bert)
     return swin, bert
 
 
 def build_demo_encoder(
-    demo: Mapping[str, Any], corpus: Iterable[str], device: str | torch.device = "cpu", seed: int | None = None
+    demo: DemoEncoderParams | Mapping[str, Any],
+    corpus: Iterable[str],
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
 ) -> MedCLIPEncoder:
-    """A fresh (random) demo encoder: MedCLIP's classes on small configs, tokenizer from `corpus`."""
-    max_length = int(demo.get("text_max_length", 32))
-    tokenizer = build_word_tokenizer(corpus, lowercase=bool(demo.get("lowercase", True)), max_length=max_length)
+    """A fresh (random) demo encoder: MedCLIP's classes on small configs, tokenizer from `corpus`.
+
+    `demo`: the `encoder.demo` parameters (a mapping is parsed as `DemoEncoderParams`).
+    """
+    demo = DemoEncoderParams.parse(demo, "encoder.demo")
+    max_length = demo.text_max_length
+    tokenizer = build_word_tokenizer(corpus, lowercase=demo.lowercase, max_length=max_length)
     swin, bert = demo_configs(demo, vocab_size=len(tokenizer))
     if bert.max_position_embeddings < max_length:
         raise ValueError(
@@ -532,18 +585,24 @@ def load_encoder_folder(folder: str | Path, device: str | torch.device = "cpu") 
     return encoder.to(device)
 
 
-def load_encoder(params: Mapping[str, Any], device: str | torch.device = "cpu") -> MedCLIPEncoder:
+def load_encoder(params: EncoderParams, device: str | torch.device = "cpu") -> MedCLIPEncoder:
     """The encoder the `encoder:` parameters name, from disk (never a fresh random model).
 
-    Published profiles load their weights; `demo` (or any profile with `encoder_dir`) loads a
-    folder written by `save_encoder_folder`.
+    A folder given as `encoder_dir` (written by `save_encoder_folder`) is loaded whatever the
+    profile; else the published profiles load their weights.
     """
-    profile = params.get("profile", "demo")
-    _profile_kind(profile)
-    if params.get("encoder_dir"):
-        return load_encoder_folder(params["encoder_dir"], device)
-    if profile in PUBLISHED_PROFILES:
-        return load_published_encoder(params, device)
+    if params.encoder_dir:
+        return load_encoder_folder(params.encoder_dir, device)
+    if params.profile in PUBLISHED_PROFILES:
+        return load_published_encoder(
+            profile=params.profile,
+            weights_dir=params.weights_dir,
+            vision_backbone_dir=params.vision_backbone_dir,
+            text_backbone_dir=params.text_backbone_dir,
+            allow_download=params.allow_download,
+            text_max_length=params.text_max_length,
+            device=device,
+        )
     raise ValueError(
         "the demo encoder is trained by the encoder_training pipeline and loaded from the "
         "`medclip_encoder` dataset (or give encoder.encoder_dir, a saved encoder folder)"

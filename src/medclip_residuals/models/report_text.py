@@ -11,21 +11,28 @@ put the IMPRESSION last (MIMIC-CXR, Open-i), so a silent cut drops exactly the c
 - `count_over_limit(lengths, max_length)` and `over_limit_summary(...)`: how many are cut.
 - `report_token_counter(encoder_params)`: a token counter for the configured encoder profile
   that needs no encoder (for data validation, which runs before any model exists).
+- `caption_texts(image_manifest, mode)` and `log_over_limit(encoder, texts, what)`: the
+  embedding pipeline's captions, and the log line that says how many of them are cut.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from medclip_residuals.models.medclip_loader import EncoderParams
+
+logger = logging.getLogger(__name__)
 
 REPORT_TEXT_MODES = ("whole", "impression")
-DEMO_TEXT_MAX_LENGTH = 32  # build_demo_encoder's default for encoder.demo.text_max_length
-PUBLISHED_TEXT_MAX_LENGTH = 77  # load_published_encoder's default for encoder.text_max_length
 _SPECIAL_TOKENS_ADDED = 2  # [CLS] and [SEP]
 _TOKENIZE_CHUNK = 1024  # texts per tokenizer call: bounds the memory of the id lists
 
@@ -155,14 +162,26 @@ def _saved_encoder_counter(folder: Path) -> tuple[Callable[[str], int] | None, s
     return _tokenizer_counter(tokenizer), f"the tokenizer of the encoder in {folder}; limit {limit} tokens"
 
 
-def report_token_limit(encoder_params: Mapping[str, Any]) -> int:
-    """The token limit of the configured encoder profile (texts beyond it are truncated)."""
-    if encoder_params.get("profile", "demo") == "demo":
-        return int((encoder_params.get("demo") or {}).get("text_max_length", DEMO_TEXT_MAX_LENGTH))
-    return int(encoder_params.get("text_max_length", PUBLISHED_TEXT_MAX_LENGTH))
+def _encoder_params(encoder_params: EncoderParams | Mapping[str, Any]) -> EncoderParams:
+    # imported here: the model layer loads torch and MedCLIP, which the text functions above
+    # (and data/report_labels.py, which imports them) do not need
+    from medclip_residuals.models.medclip_loader import EncoderParams
+
+    return EncoderParams.parse(encoder_params, "encoder")
 
 
-def report_token_counter(encoder_params: Mapping[str, Any]) -> tuple[Callable[[str], int] | None, str]:
+def report_token_limit(encoder_params: EncoderParams | Mapping[str, Any]) -> int:
+    """The token limit of the configured encoder profile (texts beyond it are truncated).
+
+    `encoder_params`: the `encoder` parameters, typed or as Kedro passes them.
+    """
+    params = _encoder_params(encoder_params)
+    return params.demo.text_max_length if params.profile == "demo" else params.text_max_length
+
+
+def report_token_counter(
+    encoder_params: EncoderParams | Mapping[str, Any],
+) -> tuple[Callable[[str], int] | None, str]:
     """A token counter for the configured encoder profile, and a description of it.
 
     - `demo`: exact without the trained vocabulary (see `demo_token_counter`).
@@ -171,29 +190,26 @@ def report_token_counter(encoder_params: Mapping[str, Any]) -> tuple[Callable[[s
       Where it is not on this machine: (None, why the reports are not counted).
     - `encoder_dir` set: the saved encoder's own tokenizer and limit.
     """
-    profile = encoder_params.get("profile", "demo")
-    if encoder_params.get("encoder_dir"):
-        return _saved_encoder_counter(Path(encoder_params["encoder_dir"]).expanduser())
-    limit = report_token_limit(encoder_params)
-    if profile == "demo":
-        lowercase = bool((encoder_params.get("demo") or {}).get("lowercase", True))
-        return demo_token_counter(lowercase), (
+    params = _encoder_params(encoder_params)
+    if params.encoder_dir:
+        return _saved_encoder_counter(Path(params.encoder_dir).expanduser())
+    limit = report_token_limit(params)
+    if params.profile == "demo":
+        return demo_token_counter(params.demo.lowercase), (
             "demo word-level tokenizer: BERT basic-tokenizer words + [CLS] and [SEP] (exact without "
             f"the trained vocabulary); limit {limit} tokens (encoder.demo.text_max_length)"
         )
     import transformers
 
-    from medclip_residuals.models.medclip_loader import PUBLISHED_PROFILES, TEXT_HUB_ID, _backbone_folder
+    from medclip_residuals.models.medclip_loader import TEXT_HUB_ID, _backbone_folder
 
-    if profile not in PUBLISHED_PROFILES:
-        return None, f"report tokens not counted: unknown encoder.profile {profile!r}"
     folder, problems = _backbone_folder(
-        encoder_params.get("text_backbone_dir"), TEXT_HUB_ID, ("config.json", "vocab.txt"), False, "text_backbone_dir"
+        params.text_backbone_dir, TEXT_HUB_ID, ("config.json", "vocab.txt"), False, "text_backbone_dir"
     )
     if folder is None:
         return None, (
             f"report tokens not counted against the {limit}-token limit: the {TEXT_HUB_ID} tokenizer of the "
-            f"{profile} profile is not on this machine ({'; '.join(problems)})"
+            f"{params.profile} profile is not on this machine ({'; '.join(problems)})"
         )
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     return _tokenizer_counter(tokenizer), (
@@ -201,20 +217,64 @@ def report_token_counter(encoder_params: Mapping[str, Any]) -> tuple[Callable[[s
     )
 
 
-def report_length_summary(reports: Iterable[str], encoder_params: Mapping[str, Any]) -> dict[str, Any]:
+def report_length_summary(
+    reports: Iterable[str], encoder_params: EncoderParams | Mapping[str, Any]
+) -> dict[str, Any]:
     """For the validation report: how many reports exceed the configured encoder's token limit,
     as whole reports and as their IMPRESSION sections (`embedding.report_text: impression`).
 
     Empty reports are not counted. When the tokenizer cannot be found offline, the counts are
     None and `tokenizer` says why.
     """
+    params = _encoder_params(encoder_params)
     texts = [str(text) for text in reports if str(text).strip()]
-    counter, description = report_token_counter(encoder_params)
-    limit = report_token_limit(encoder_params)
+    counter, description = report_token_counter(params)
+    limit = report_token_limit(params)
     summary: dict[str, Any] = {"tokenizer": description, "limit": limit, "n_reports": len(texts)}
     if counter is None:
         return {**summary, "whole": None, "impression": None}
     impressions, n_impressions = select_report_texts(texts, "impression")
     summary["whole"] = over_limit_summary([counter(t) for t in texts], limit)
     summary["impression"] = {"n_with_impression": n_impressions, **over_limit_summary([counter(t) for t in impressions], limit)}
+    return summary
+
+
+# ------------------------------------------------------------------ captions of the embedding
+
+
+def caption_texts(image_manifest: pd.DataFrame, mode: str) -> tuple[list[str], list[str]]:
+    """(image ids, texts to embed) for the images whose report is not empty, under `mode`.
+
+    The log says how many images have no report and, in `impression` mode, how many texts
+    are the IMPRESSION section.
+    """
+    reports = image_manifest["report"].fillna("").astype(str).str.strip()
+    with_report = image_manifest.loc[reports != ""]
+    skipped = len(image_manifest) - len(with_report)
+    if skipped:
+        logger.info("caption_embeddings: %d images have an empty report and get no caption embedding", skipped)
+    texts, n_impression = select_report_texts(reports.loc[with_report.index].tolist(), mode)
+    if mode == "impression":
+        logger.info(
+            "caption_embeddings: report_text 'impression': %d of %d reports embedded as their IMPRESSION "
+            "section, %d (no IMPRESSION section) as the whole report",
+            n_impression, len(texts), len(texts) - n_impression,
+        )
+    return with_report["image_id"].astype(str).tolist(), texts
+
+
+def log_over_limit(encoder: Any, texts: list[str], what: str, hint: str = "") -> dict[str, int]:
+    """Count the texts longer than `encoder`'s token limit and log it (a warning if any).
+
+    `encoder`: a MedCLIPEncoder (its tokenizer and text_max_length are read).
+    """
+    summary = over_limit_summary(token_lengths(encoder.tokenizer, texts), encoder.text_max_length)
+    level = logging.WARNING if summary["n_over_limit"] else logging.INFO
+    logger.log(
+        level,
+        "%s: %d of %d texts exceed the tokenizer limit of %d tokens (text_max_length) and are truncated "
+        "to it (longest %d tokens)%s",
+        what, summary["n_over_limit"], summary["n_texts"], summary["limit"], summary["max_tokens"],
+        hint if summary["n_over_limit"] else "",
+    )
     return summary

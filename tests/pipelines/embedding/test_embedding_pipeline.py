@@ -14,8 +14,8 @@ from kedro.runner import SequentialRunner
 
 from medclip_residuals.data.contract import empty_localizations, validate_dataset
 from medclip_residuals.models.embed import embed_image_files
-from medclip_residuals.pipelines.embedding import create_pipeline
 from medclip_residuals.models.report_text import REPORT_TEXT_MODES
+from medclip_residuals.pipelines.embedding import create_pipeline
 from medclip_residuals.pipelines.embedding.nodes import embed_captions, embed_phenotype_vocabulary
 from medclip_residuals.utils.frames import embeddings_to_matrix
 
@@ -70,8 +70,10 @@ def test_pipeline_writes_normalised_embeddings_for_every_input(encoder, image_ma
 
 def test_batched_path_equals_one_at_a_time(encoder, image_manifest):
     paths = image_manifest["image_path"].tolist()
-    batched = embed_image_files(encoder, paths, batch_size=4, num_workers=1, progress=False)
-    single = np.concatenate([embed_image_files(encoder, [p], batch_size=1, num_workers=0, progress=False) for p in paths])
+    batched = embed_image_files(encoder, paths, batch_size=4, num_workers=1, bf16=False, progress=False)
+    single = np.concatenate(
+        [embed_image_files(encoder, [p], batch_size=1, num_workers=0, bf16=False, progress=False) for p in paths]
+    )
     np.testing.assert_allclose(batched, single, atol=1e-5)
     # different images give different embeddings: the encoder really looks at the pixels
     assert np.abs(batched[0] - batched[1]).max() > 1e-4
@@ -89,7 +91,7 @@ def test_bad_vocabulary_is_a_clear_error(encoder, vocabulary, message):
 def _captions(encoder, image_manifest, caplog, **params):
     manifest = image_manifest.copy()
     manifest["report"] = [LONG, SHORT, "study 2 left", "", "IMPRESSION:"]
-    with caplog.at_level(logging.INFO, logger="medclip_residuals.pipelines.embedding.nodes"):
+    with caplog.at_level(logging.INFO, logger="medclip_residuals.models.report_text"):
         frame = embed_captions(encoder, manifest, "cpu", {**PARAMS, **params})
     ids, matrix = embeddings_to_matrix(frame)
     return dict(zip(ids, matrix)), [r.getMessage() for r in caplog.records], caplog.records
@@ -132,12 +134,12 @@ def test_impression_mode_embeds_the_impression_where_one_exists(encoder, image_m
     assert over[0].levelno == logging.INFO
 
 
-def test_report_text_defaults_to_whole_and_bad_values_name_the_parameter(encoder, image_manifest, caplog):
-    params = {k: v for k, v in PARAMS.items() if k != "report_text"}
+def test_report_text_defaults_to_whole_and_bad_values_name_the_parameter(encoder, image_manifest, caplog, base_params):
+    params = base_params("embedding", {k: v for k, v in PARAMS.items() if k != "report_text"})
     default = embed_captions(encoder, image_manifest, "cpu", params)
     whole = embed_captions(encoder, image_manifest, "cpu", PARAMS)
     pd.testing.assert_frame_equal(default, whole)
-    expected = r"params:embedding.report_text must be one of \['whole', 'impression'\], got 'summary'"
+    expected = r"embedding.report_text: 'summary' is not one of 'whole', 'impression'"
     with pytest.raises(ValueError, match=expected):
         embed_captions(encoder, image_manifest, "cpu", {**PARAMS, "report_text": "summary"})
 

@@ -26,19 +26,26 @@ from medclip_residuals.datasets import MedCLIPEncoderDataset
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.pipelines.encoder_training import create_pipeline
 
+# A tiny demo geometry; swin's mlp_ratio and drop_path_rate are SwinConfig's own defaults.
 TINY_ENCODER = {
     "profile": "demo",
     "demo": {
         "image_size": 32,
         "text_max_length": 12,
-        "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2},
+        "swin": {"patch_size": 4, "embed_dim": 8, "depths": [1, 1], "num_heads": [1, 2], "window_size": 2,
+                 "mlp_ratio": 4.0, "drop_path_rate": 0.1},
         "bert": {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 16,
                  "max_position_embeddings": 16},
     },
 }
 TRAINING = {
     "test_fraction": 0.25, "epochs": 8, "batch_size": 4, "learning_rate": 3e-3, "warmup_epochs": 0.5,
-    "augment": {"rotate_degrees": 3, "translate": 0.03, "noise": 0.01}, "cache_workers": 1,
+    "augment": {"rotate_degrees": 3, "scale": 0.0, "translate": 0.03, "brightness": 0.0, "contrast": 0.0,
+                "noise": 0.01},
+    "cache_workers": 1,
+    # plain CLIP training from the model's own temperature, no floor under the learning rate
+    "min_learning_rate": 0.0, "temperature_init": None, "center_projections": False, "sentence_sampling": 0.0,
+    "label_match_weight": 0.0, "soft_target_temperature": None,
     # the training report itself as the prompt: the tiny tokenizer knows only the training words
     "evaluation": {"prompt_template": "there is {finding}", "prompts": {"Pneumonia": "there is pneumonia on the left"}},
 }
@@ -69,10 +76,10 @@ class _Kept(MemoryDataset):
         pass
 
 
-def _catalog(tmp_path: Path, manifest: pd.DataFrame, training: dict) -> DataCatalog:
+def _catalog(tmp_path: Path, manifest: pd.DataFrame, encoder: dict, training: dict) -> DataCatalog:
     return DataCatalog({
         "image_manifest": MemoryDataset(manifest),
-        "params:encoder": MemoryDataset(TINY_ENCODER),
+        "params:encoder": MemoryDataset(encoder),
         "params:encoder_training": MemoryDataset(training),
         "params:seed": MemoryDataset(3),
         "params:device": MemoryDataset("cpu"),
@@ -85,9 +92,9 @@ def _catalog(tmp_path: Path, manifest: pd.DataFrame, training: dict) -> DataCata
 
 
 @pytest.mark.slow
-def test_pipeline_trains_saves_and_measures(tmp_path):
+def test_pipeline_trains_saves_and_measures(tmp_path, base_params):
     manifest = _tiny_manifest(tmp_path)
-    catalog = _catalog(tmp_path, manifest, TRAINING)
+    catalog = _catalog(tmp_path, manifest, base_params("encoder", TINY_ENCODER), base_params("encoder_training", TRAINING))
     SequentialRunner().run(create_pipeline(), catalog)
 
     split = catalog.load("encoder_split")
@@ -128,15 +135,16 @@ def test_pipeline_trains_saves_and_measures(tmp_path):
 
 
 @pytest.mark.slow
-def test_streamed_images_give_the_cached_run_s_numbers(tmp_path, caplog):
+def test_streamed_images_give_the_cached_run_s_numbers(tmp_path, caplog, base_params):
     """image_cache_mb 0 streams every image from disk per batch (a DataLoader with one worker
     process): the same seed and data must give the same weights, losses and metrics."""
     manifest = _tiny_manifest(tmp_path)
     runs = {}
     for budget in (1000, 0):
         where = tmp_path / f"budget_{budget}"
-        catalog = _catalog(where, manifest, {**TRAINING, "epochs": 2, "image_cache_mb": budget})
-        with caplog.at_level(logging.INFO, logger="medclip_residuals.pipelines.encoder_training.nodes"):
+        training = base_params("encoder_training", TRAINING, epochs=2, image_cache_mb=budget)
+        catalog = _catalog(where, manifest, base_params("encoder", TINY_ENCODER), training)
+        with caplog.at_level(logging.INFO, logger="medclip_residuals"):
             caplog.clear()
             SequentialRunner().run(create_pipeline(), catalog)
         runs[budget] = {

@@ -10,22 +10,26 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                embed_images,
-                ["medclip_encoder", "image_manifest", "params:device", "params:embedding"],
-                "image_embeddings",
+                func=embed_images,
+                inputs={"medclip_encoder": "medclip_encoder", "image_manifest": "image_manifest",
+                        "device": "params:device", "params": "params:embedding"},
+                outputs="image_embeddings",
                 name="embed_images",
             ),
             Node(
-                embed_captions,
-                ["medclip_encoder", "image_manifest", "params:device", "params:embedding"],
-                "caption_embeddings",
+                func=embed_captions,
+                inputs={"medclip_encoder": "medclip_encoder", "image_manifest": "image_manifest",
+                        "device": "params:device", "params": "params:embedding"},
+                outputs="caption_embeddings",
                 name="embed_captions",
             ),
             Node(
-                embed_phenotype_vocabulary,
-                ["medclip_encoder", "params:device", "params:embedding"],
-                "phenotype_embeddings",
+                func=embed_phenotype_vocabulary,
+                inputs={"medclip_encoder": "medclip_encoder", "device": "params:device", "params": "params:embedding"},
+                outputs="phenotype_embeddings",
                 name="embed_phenotype_vocabulary",
             ),
-        ]
+        ],
+        namespace="embedding",
+        prefix_datasets_with_namespace=False,
     )

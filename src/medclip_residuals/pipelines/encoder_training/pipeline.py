@@ -10,24 +10,44 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                split_patients,
-                ["image_manifest", "params:encoder_training", "params:seed"],
-                "encoder_split",
+                func=split_patients,
+                inputs={"image_manifest": "image_manifest", "params": "params:encoder_training", "seed": "params:seed"},
+                outputs="encoder_split",  # read by name by hooks.RunProvenanceHook
                 name="split_encoder_patients",
             ),
             Node(
-                train_encoder,
-                ["image_manifest", "encoder_split", "params:encoder", "params:encoder_training", "params:seed", "params:device"],
-                ["medclip_encoder", "encoder_training_history"],
+                func=train_encoder,
+                inputs={
+                    "image_manifest": "image_manifest",
+                    "encoder_split": "encoder_split",
+                    "encoder_params": "params:encoder",
+                    "params": "params:encoder_training",
+                    "seed": "params:seed",
+                    "device": "params:device",
+                },
+                outputs=["medclip_encoder", "encoder_training_history"],
                 name="train_encoder",
             ),
-            Node(plot_loss_curve, "encoder_training_history", "encoder_loss_curve", name="plot_encoder_loss_curve"),
             Node(
-                evaluate_encoder,
-                ["medclip_encoder", "image_manifest", "encoder_split", "encoder_training_history",
-                 "params:encoder_training", "params:device"],
-                "encoder_training_metrics",
+                func=plot_loss_curve,
+                inputs={"history": "encoder_training_history"},
+                outputs="encoder_loss_curve",
+                name="plot_encoder_loss_curve",
+            ),
+            Node(
+                func=evaluate_encoder,
+                inputs={
+                    "medclip_encoder": "medclip_encoder",
+                    "image_manifest": "image_manifest",
+                    "encoder_split": "encoder_split",
+                    "history": "encoder_training_history",
+                    "params": "params:encoder_training",
+                    "device": "params:device",
+                },
+                outputs="encoder_training_metrics",
                 name="evaluate_encoder",
             ),
-        ]
+        ],
+        namespace="encoder_training",
+        prefix_datasets_with_namespace=False,
     )

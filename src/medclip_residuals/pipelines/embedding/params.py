@@ -1,0 +1,36 @@
+"""`params:embedding` (conf/base/parameters_embedding.yml) as one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from medclip_residuals.utils.params import ParameterError, Parameters
+
+
+@dataclass(frozen=True)
+class EmbeddingParams(Parameters):
+    """Batching of the image and text embedding, the caption text, the phenotype vocabulary."""
+
+    batch_size: int  # images per batch
+    num_workers: int  # DataLoader workers that decode images while the model runs
+    bf16: bool  # bf16 autocast where the device supports it
+    text_batch_size: int
+    report_text: Literal["whole", "impression"]
+    phenotype_vocabulary: tuple[str, ...]
+
+    @property
+    def phrases(self) -> list[str]:
+        """The vocabulary's phrases, stripped of surrounding spaces."""
+        return [phrase.strip() for phrase in self.phenotype_vocabulary]
+
+    def check(self, where: str) -> None:
+        phrases = self.phrases
+        if not phrases:
+            raise ParameterError(f"{where}.phenotype_vocabulary is empty: list at least one phrase")
+        empty = [i for i, phrase in enumerate(phrases) if not phrase]
+        if empty:
+            raise ParameterError(f"{where}.phenotype_vocabulary has empty phrases at positions {empty}")
+        duplicates = sorted({p for p in phrases if phrases.count(p) > 1})
+        if duplicates:
+            raise ParameterError(f"{where}.phenotype_vocabulary lists these phrases twice: {duplicates}")
