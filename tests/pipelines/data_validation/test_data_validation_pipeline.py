@@ -45,7 +45,8 @@ def _catalog(data_root: Path, params: dict | None = None) -> DataCatalog:
     catalog = DataCatalog.from_config({name: config[name] for name in ("manifest", "localizations")})
     catalog["params:data_root"] = str(data_root)
     catalog["params:data_validation"] = {**PARAMS, **(params or {})}
-    catalog["params:encoder"] = {"profile": "demo", "demo": {"text_max_length": 8}}
+    encoder = OmegaConfigLoader(conf_source=str(PROJECT / "conf"), base_env="base", default_run_env="base")["parameters"]["encoder"]
+    catalog["params:encoder"] = {**encoder, "demo": {**encoder["demo"], "text_max_length": 8}}
     for name in OUTPUTS:
         catalog[name] = KeptMemoryDataset()
     return catalog
