@@ -1,5 +1,5 @@
-"""Project hooks: a clear error for missing inputs, the provenance of every output
-(data_root and encoder), and a one-line log per node. (The guard that keeps demo data off a
+"""Project hooks: every parameter checked before the run, a clear error for missing inputs,
+the provenance of every output (data_root and encoder), and a one-line log per node. (The guard that keeps demo data off a
 user's folder is demo_data's own: pipelines/demo_data/hooks.py.)"""
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import numpy as np
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 
-from medclip_residuals.data.folders import (
-    DEMO_MARKER,
-    absolute_root,
-    is_demo_folder,
-)
+from medclip_residuals.data.folders import absolute_root, is_demo_folder
 from medclip_residuals.utils.provenance import encoder_record, is_tensor_dict, provenance_of, stamp
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DEMO_MARKER",
     "DataRootMismatchError",
     "MissingInputsError",
     "MissingInputsHook",
+    "ParametersCheckHook",
     "ProgressLoggingHook",
     "RunProvenanceHook",
 ]
@@ -48,21 +44,18 @@ class DataRootMismatchError(RuntimeError):
 def _producers() -> dict[str, list[str]]:
     """Map each dataset name to the project's pipelines that write it.
 
-    Built from every folder of `pipelines/` (not Kedro's registry, which under
-    `--pipelines a,b` holds only the pipelines that were asked for).
+    Built from every pipeline of the registry's PIPELINE_ORDER (not Kedro's registry, which
+    under `--pipelines a,b` holds only the pipelines that were asked for).
     """
-    import pkgutil
     from importlib import import_module
 
-    from medclip_residuals import pipelines as package
+    from medclip_residuals.pipeline_registry import PIPELINE_ORDER
 
     producers: dict[str, list[str]] = {}
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.ispkg or module.name == "demo":
-            continue
-        pipe = import_module(f"{package.__name__}.{module.name}").create_pipeline()
+    for name in PIPELINE_ORDER:
+        pipe = import_module(f"medclip_residuals.pipelines.{name}").create_pipeline()
         for output in pipe.all_outputs():
-            producers.setdefault(output, []).append(module.name)
+            producers.setdefault(output, []).append(name)
     return producers
 
 
@@ -290,6 +283,17 @@ def _describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return f"{len(value)} items"
     return type(value).__name__
+
+
+class ParametersCheckHook:
+    """Parse every parameter group into its typed class when the context is made: a typo or a
+    wrong value anywhere stops the run before its first node (parameters.check_parameters)."""
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        from medclip_residuals.parameters import check_parameters
+
+        check_parameters(getattr(context, "params", None) or {})
 
 
 class ProgressLoggingHook:

@@ -2,11 +2,14 @@
 
 from kedro.config import OmegaConfigLoader
 
-from medclip_residuals.hooks import MissingInputsHook, ProgressLoggingHook, RunProvenanceHook
+from medclip_residuals.hooks import MissingInputsHook, ParametersCheckHook, ProgressLoggingHook, RunProvenanceHook
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
 
-# Kedro calls hooks last registered first: the demo-data guard speaks before the missing-input check.
-HOOKS = (MissingInputsHook(), DemoTargetGuardHook(), RunProvenanceHook(), ProgressLoggingHook())
+# Kedro calls hooks last registered first: the parameters are checked first, and the demo-data
+# guard speaks before the missing-input check.
+HOOKS = (
+    MissingInputsHook(), DemoTargetGuardHook(), RunProvenanceHook(), ProgressLoggingHook(), ParametersCheckHook(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
