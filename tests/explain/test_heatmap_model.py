@@ -1,59 +1,18 @@
-"""HeatMapModel and CAM targets: the outputs are the heads' own probabilities."""
+"""HeatMapModel: the outputs are the heads' own probabilities (the `setting` fixture:
+tests/explain/conftest.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from sklearn.linear_model import LogisticRegression, Ridge
-from torch import nn
 
+from medclip_residuals.explain.heatmap_model import HeatMapModel, as_probability
 from medclip_residuals.models.heads import (
     ResidualHead,
     logistic_head_from_sklearn,
     ridge_map_from_sklearn,
 )
-from medclip_residuals.models.heatmap import (
-    HeadTarget,
-    HeatMapModel,
-    ImageEmbeddingModel,
-    SimilarityTarget,
-    as_probability,
-)
-
-DIM = 512
-
-
-class TinyVision(nn.Module):
-    """A small conv encoder ending in a 512-d (unnormalised) embedding."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
-        self.projection = nn.Linear(16, DIM)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.model(pixel_values))
-
-
-@pytest.fixture(scope="module")
-def setting() -> dict:
-    """A vision encoder, images, their normalised embeddings, w's, and fitted sklearn heads."""
-    vision = TinyVision().eval()
-    torch.manual_seed(1)
-    images = torch.rand(6, 3, 16, 16)
-    with torch.no_grad():
-        embeddings = F.normalize(vision(images), dim=-1).double().numpy()
-    rng = np.random.default_rng(0)
-    train_x = rng.standard_normal((40, DIM))
-    train_y = np.arange(40) % 2
-    w = rng.standard_normal((6, DIM)) * 0.1
-    logistic = LogisticRegression(max_iter=500).fit(train_x, train_y)
-    ridge = Ridge(alpha=1.0).fit(train_x, rng.standard_normal((40, DIM)))
-    return {"vision": vision, "images": images, "embeddings": embeddings, "w": w,
-            "logistic": logistic, "ridge": ridge}
 
 
 def test_image_head_output_is_the_heads_probability(setting: dict) -> None:
@@ -89,44 +48,6 @@ def test_residual_2_applies_f_first(setting: dict) -> None:
     mapped = setting["ridge"].predict(setting["embeddings"])
     expected = setting["logistic"].predict_proba(mapped - setting["w"])[:, 1]
     np.testing.assert_allclose(probability, expected, atol=1e-6)
-
-
-def test_head_target_on_the_embedding_equals_the_model(setting: dict) -> None:
-    head = logistic_head_from_sklearn(setting["logistic"])
-    model = HeatMapModel.residual(setting["vision"], head)
-    embedder = ImageEmbeddingModel(setting["vision"])
-    with torch.no_grad():
-        rows = embedder(setting["images"])
-        whole = model(setting["images"], torch.from_numpy(setting["w"]))
-    for k in range(6):
-        target = HeadTarget(model, setting["w"][k], label=f"img{k}")  # w is kept as float32
-        with torch.no_grad():
-            assert float(target(rows[k])) == pytest.approx(float(whole[k]), abs=1e-6)
-    with pytest.raises(ValueError, match="needs the image's w"):
-        HeadTarget(model, None)
-
-
-def test_similarity_target_is_the_cosine(setting: dict) -> None:
-    text = np.random.default_rng(3).standard_normal(DIM)
-    target = SimilarityTarget(text * 7.0)  # any scale: the text embedding is normalised
-    row = torch.from_numpy(setting["embeddings"][0]).float()
-    expected = float(np.dot(setting["embeddings"][0], text) / np.linalg.norm(text))
-    assert float(target(row)) == pytest.approx(expected, abs=1e-5)
-    with pytest.raises(ValueError, match="all zeros"):
-        SimilarityTarget(np.zeros(DIM), label="empty")
-
-
-def test_contrast_target_is_the_difference_of_cosines(setting: dict) -> None:
-    rng = np.random.default_rng(4)
-    text, contrast = rng.standard_normal(DIM), rng.standard_normal(DIM)
-    row = setting["embeddings"][1]
-    target = SimilarityTarget(text * 3.0, label="caption", contrast_embedding=contrast * 0.5)
-    expected = np.dot(row, text) / np.linalg.norm(text) - np.dot(row, contrast) / np.linalg.norm(contrast)
-    assert float(target(torch.from_numpy(row).float())) == pytest.approx(float(expected), abs=1e-5)
-    with pytest.raises(ValueError, match="embeds like the contrast caption"):
-        SimilarityTarget(text, label="same", contrast_embedding=2.0 * text)
-    with pytest.raises(ValueError, match="contrast text embedding contains NaN"):
-        SimilarityTarget(text, contrast_embedding=np.full(DIM, np.nan))
 
 
 def test_probability_shapes() -> None:
