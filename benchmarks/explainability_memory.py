@@ -13,7 +13,7 @@ Each (size, mode) runs in a fresh subprocess, which reports its own peak residen
 Data: the project's phantoms (`medclip_residuals.data.phantom`), drawn once for the largest
 size (the smaller sizes take a prefix), at `--image-px`; a random (untrained) tiny demo
 encoder at `--input-px`; targets: every image's report and two phrases (3 maps per image);
-no shift smoothing. Defaults (500 and 4,000 images) take about 5-8 minutes on 2 CPU cores.
+no shift smoothing. The defaults (500 and 4,000 images) take minutes.
 
     .venv/bin/python benchmarks/explainability_memory.py                 # 500 and 4,000 images
     .venv/bin/python benchmarks/explainability_memory.py --sizes 100,800  # a quick look
