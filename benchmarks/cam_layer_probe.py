@@ -62,7 +62,7 @@ def load_inputs(use_heads: bool) -> dict:
     return inputs
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default=DEFAULT_METHODS)
     parser.add_argument("--layers", default=DEFAULT_LAYERS)
@@ -76,36 +76,44 @@ def main() -> None:
                         help="shift smoothing, per-axis shifts in input px, e.g. -12,-6,0,6,12; 0: none (default: params)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write every result as JSON here")
-    args = parser.parse_args()
-    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
-    logging.getLogger("kedro").setLevel(logging.WARNING)
+    return parser.parse_args()
 
-    from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps
-    from medclip_residuals.pipelines.explainability.nodes import compute_heatmaps, plan_heatmaps, score_heatmaps
 
-    inputs = load_inputs(use_heads=not args.no_heads)
-    params = dict(inputs["params"]["explainability"])
-    seed, device = int(inputs["params"]["seed"]), args.device or inputs["params"]["device"]
-    manifest, localizations = inputs["image_manifest"], inputs["image_localizations"]
-    split = inputs["encoder_split"]
-    keep = set(localizations["image_id"].astype(str))
-    if args.split != "all":
-        keep &= set(split.loc[split["split"] == args.split, "image_id"].astype(str))
-    manifest = manifest[manifest["image_id"].astype(str).isin(keep)].reset_index(drop=True)
-    params.update(max_images=args.max_images or None, prefer_localized=True)
+def probe_parameters(args: argparse.Namespace, explainability: dict) -> dict:
+    """The project's `params:explainability` with the probe's command-line changes."""
+    params = {**explainability, "max_images": args.max_images or None, "prefer_localized": True}
     if args.no_heads:
         params["heads"] = []
     if args.tolerance_px is not None:
-        params["scoring"] = {**params.get("scoring", {}), "hit_tolerance_px": args.tolerance_px}
+        params["scoring"] = {**params["scoring"], "hit_tolerance_px": args.tolerance_px}
     if args.shifts is not None:
         params["shift_smoothing_px"] = [int(v) for v in args.shifts.split(",")]
     if args.contrast_caption is not None:
         params["contrast_caption"] = args.contrast_caption or None
+    return params
+
+
+def held_out_localized(inputs: dict, split: str) -> pd.DataFrame:
+    """The manifest's rows with a localized finding, in the encoder split asked for."""
+    manifest, localizations, encoder_split = inputs["image_manifest"], inputs["image_localizations"], inputs["encoder_split"]
+    keep = set(localizations["image_id"].astype(str))
+    if split != "all":
+        keep &= set(encoder_split.loc[encoder_split["split"] == split, "image_id"].astype(str))
+    return manifest[manifest["image_id"].astype(str).isin(keep)].reset_index(drop=True)
+
+
+def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params: dict) -> list[dict]:
+    """Every method x layer: heatmaps, then scores; one printed line and one result per group."""
+    from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps
+    from medclip_residuals.pipelines.explainability.nodes import compute_heatmaps, plan_heatmaps, score_heatmaps
+
+    seed, device = int(inputs["params"]["seed"]), args.device or inputs["params"]["device"]
+    localizations = inputs["image_localizations"]
     heads = {k: inputs.get(k) for k in ("residual_1_heads", "residual_2_heads")}
     w_table = inputs.get("phenotype_sentence_embeddings")
     plan = plan_heatmaps(manifest, localizations, heads["residual_1_heads"], heads["residual_2_heads"], params, seed)
     print(f"{manifest.shape[0]} {args.split} images with a localized finding, {len(plan)} heatmaps per method x layer; "
-          f"shift smoothing {params.get('shift_smoothing_px', [0])} px, contrast caption {params.get('contrast_caption')!r}")
+          f"shift smoothing {params['shift_smoothing_px']} px, contrast caption {params['contrast_caption']!r}")
 
     results = []
     header = f"{'method':<10}{'layer':<36}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}{'mIoU':>7}{'floor':>7}{'s':>7}"
@@ -130,6 +138,17 @@ def main() -> None:
                       f"{row['hit_rate']:>7.2f}{ci:>15}{row['floor_hit_rate']:>7.2f}{row['miou']:>7.2f}"
                       f"{row['floor_miou']:>7.2f}{seconds:>7.0f}")
                 results.append({"method": method, "layer": heatmaps.metadata["target_layer"], "seconds": seconds, **row})
+    return results
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    logging.getLogger("kedro").setLevel(logging.WARNING)
+
+    inputs = load_inputs(use_heads=not args.no_heads)
+    params = probe_parameters(args, dict(inputs["params"]["explainability"]))
+    results = probe(args, inputs, held_out_localized(inputs, args.split), params)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))

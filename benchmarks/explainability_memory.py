@@ -13,7 +13,7 @@ Each (size, mode) runs in a fresh subprocess, which reports its own peak residen
 Data: the project's phantoms (`medclip_residuals.data.phantom`), drawn once for the largest
 size (the smaller sizes take a prefix), at `--image-px`; a random (untrained) tiny demo
 encoder at `--input-px`; targets: every image's report and two phrases (3 maps per image);
-no shift smoothing. Defaults (500 and 4,000 images) take about 5-8 minutes on 2 CPU cores.
+no shift smoothing. The defaults (500 and 4,000 images) take minutes.
 
     .venv/bin/python benchmarks/explainability_memory.py                 # 500 and 4,000 images
     .venv/bin/python benchmarks/explainability_memory.py --sizes 100,800  # a quick look
@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung"]
 TINY_ENCODER = {
     "image_size": 64,
@@ -84,6 +85,7 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     import pandas as pd
     import torch
+    import yaml
     from kedro.io import Version
 
     from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps, HeatmapStoreDataset
@@ -96,9 +98,12 @@ def child(args: argparse.Namespace) -> None:
     manifest = pd.read_parquet(data / "manifest.parquet").iloc[: args.n].reset_index(drop=True)
     localizations = pd.read_parquet(data / "localizations.parquet")
     localizations = localizations[localizations["image_id"].isin(set(manifest["image_id"]))].reset_index(drop=True)
-    params = {"method": "gradcam", "target_layer": "model.encoder.layers.0.blocks.-1", "captions": CAPTIONS,
-              "include_report_captions": True, "heads": [], "batch_size": 32, "chunk_size": args.chunk_size,
-              "shift_smoothing_px": [0], "scoring": {"n_resamples": 200}}
+    # conf/base's parameters, with the benchmark's own choices
+    params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_explainability.yml").read_text())["explainability"]
+    params.update(method="gradcam", target_layer="model.encoder.layers.0.blocks.-1", captions=CAPTIONS,
+                  contrast_caption=None, include_report_captions=True, heads=[], batch_size=32,
+                  chunk_size=args.chunk_size, shift_smoothing_px=[0])
+    params["scoring"]["n_resamples"] = 200
     encoder = build_demo_encoder(dict(TINY_ENCODER, image_size=args.input_px), manifest["report"].tolist() + CAPTIONS, seed=0)
     plan = plan_heatmaps(manifest, localizations, None, None, params, seed=0)
     setup_mb = _peak_mb()

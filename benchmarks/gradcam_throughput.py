@@ -27,9 +27,11 @@ import torch
 import yaml
 from transformers import BertConfig, SwinConfig
 
-from medclip_residuals.models.cam import CamExplainer, resolve_cam_method, resolve_target_layer, swin_reshape_transform
+from medclip_residuals.explain.cam import CamExplainer, resolve_cam_method
+from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
+from medclip_residuals.explain.layers import resolve_target_layer, swin_reshape_transform
+from medclip_residuals.explain.targets import SimilarityTarget
 from medclip_residuals.models.device import resolve_device
-from medclip_residuals.models.heatmap import ImageEmbeddingModel, SimilarityTarget
 from medclip_residuals.models.medclip_loader import VIT, build_demo_encoder, build_medclip_model
 from medclip_residuals.models.tokenizer import build_word_tokenizer
 

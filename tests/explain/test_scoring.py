@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from medclip_residuals.data.preprocess import heatmap_to_original
 from medclip_residuals.explain.scoring import (
     LocalizationError,
     centred_gaussian_heatmap,
@@ -20,7 +21,6 @@ from medclip_residuals.explain.scoring import (
     pointing_hit,
     score_heatmap,
     summarise_scores,
-    upsample_heatmap,
 )
 
 
@@ -68,7 +68,7 @@ def test_upsampling_removes_the_padding() -> None:
     # columns 60..69.
     heat = np.zeros((8, 8), dtype=np.float32)
     heat[3, 6] = 1.0
-    original = upsample_heatmap(heat, (40, 80))
+    original = heatmap_to_original(heat, (40, 80))
     assert original.shape == (40, 80)
     row, col = np.unravel_index(np.argmax(original), original.shape)
     assert 10 <= row <= 19 and 60 <= col <= 69

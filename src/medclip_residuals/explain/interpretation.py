@@ -1,8 +1,8 @@
 """Where does the heat lie? A heatmap's region as a short phrase, and whether it agrees
 with the location a caption states.
 
-Regions are simple geometric fractions of the ORIGINAL image (documented defaults below,
-overridable through `params:explainability.regions`), not segmentations:
+Regions are simple geometric fractions of the ORIGINAL image (`RegionGeometry`, from
+`params:explainability.regions`), not segmentations:
 
 - the lung field is the box `lungs` = [left, top, right, bottom] (fractions of width and
   height); its upper / middle / lower zones are cut at the heights `zone_boundaries`;
@@ -22,26 +22,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from medclip_residuals.explain.scoring import is_constant, otsu_mask
+from medclip_residuals.utils.params import ParameterError, Parameters
 
-# Fractions of the image: [left, top, right, bottom].
-# Measured on the demo phantoms (mask centroids of 160 studies at 128 px): lesions lie at
-# heights 0.21-0.32 (upper), 0.41-0.49 (middle), 0.53-0.68 (lower, effusions lowest), and
-# the "near the heart" ones at 0.47-0.57, medially (x 0.33-0.40 / 0.61-0.71); the heart
-# itself at x 0.38-0.68, y 0.47-0.72. Read as heatmaps, the ground-truth masks of 240
-# other phantoms (edema, which is diffuse and bilateral, left out) get the side and zone
-# of their localization from these regions in 95% of cases. A PA film is close to this.
-DEFAULT_REGIONS: dict[str, list[float]] = {
-    "lungs": [0.12, 0.12, 0.88, 0.80],
-    "heart": [0.33, 0.48, 0.68, 0.74],
-    # heights where the upper zone ends and the lower zone begins
-    "zone_boundaries": [0.34, 0.50],
-}
 SIDES = ("right", "left")  # patient's side
 ZONES = ("upper", "middle", "lower")
 OUTSIDE = "outside the lungs"
@@ -71,16 +59,49 @@ def _box(spec: Sequence[float], name: str) -> tuple[float, float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def region_labels(hw: Sequence[int], regions: Mapping[str, Sequence[float]] | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class RegionGeometry(Parameters):
+    """The regions of the interpretation, as fractions of the original image.
+
+    Set from the demo phantoms' masks; a PA film's anatomy is close to them.
+
+    Args:
+        lungs: the lung field box [left, top, right, bottom] (fractions of width and height).
+        heart: the box of the heart and its borders, the same way.
+        zone_boundaries: the heights where the upper zone ends and the lower zone begins.
+
+    Example:
+        >>> RegionGeometry.parse({"lungs": [0.1, 0.1, 0.9, 0.8], "heart": [0.3, 0.5, 0.7, 0.7],
+        ...                       "zone_boundaries": [0.35, 0.5]}, "regions").heart
+        (0.3, 0.5, 0.7, 0.7)
+    """
+
+    lungs: tuple[float, ...]
+    heart: tuple[float, ...]
+    zone_boundaries: tuple[float, ...]
+
+    def check(self, where: str) -> None:
+        try:
+            _, top, _, bottom = _box(self.lungs, "lungs")
+            _box(self.heart, "heart")
+        except ValueError as error:
+            raise ParameterError(f"{where}: {error}") from None
+        if len(self.zone_boundaries) != 2 or not top < self.zone_boundaries[0] <= self.zone_boundaries[1] < bottom:
+            raise ParameterError(
+                f"{where}: region 'zone_boundaries' {list(self.zone_boundaries)} must be two heights inside the "
+                f"lung box heights ({top}, {bottom}), upper end first"
+            )
+
+
+def region_labels(hw: Sequence[int], regions: RegionGeometry) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """An (H, W) integer map of region indices and the (side, zone) of each index.
 
     Index 0 is outside the lungs; then the six lung zones (patient's right upper ... left
     lower); the last index is the heart.
     """
-    regions = {**DEFAULT_REGIONS, **(regions or {})}
     height, width = int(hw[0]), int(hw[1])
-    lx0, ly0, lx1, ly1 = _box(regions["lungs"], "lungs")
-    hx0, hy0, hx1, hy1 = _box(regions["heart"], "heart")
+    lx0, ly0, lx1, ly1 = regions.lungs
+    hx0, hy0, hx1, hy1 = regions.heart
     ys = (np.arange(height) + 0.5) / height
     xs = (np.arange(width) + 0.5) / width
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
@@ -88,12 +109,7 @@ def region_labels(hw: Sequence[int], regions: Mapping[str, Sequence[float]] | No
     labels = np.zeros((height, width), dtype=np.int8)
     in_lungs = (xx >= lx0) & (xx < lx1) & (yy >= ly0) & (yy < ly1)
     midline = (lx0 + lx1) / 2
-    upper_end, lower_start = (float(v) for v in regions["zone_boundaries"])
-    if not ly0 < upper_end <= lower_start < ly1:
-        raise ValueError(
-            f"region 'zone_boundaries' {list(regions['zone_boundaries'])} must lie inside the lung box "
-            f"heights ({ly0}, {ly1}), upper end first"
-        )
+    upper_end, lower_start = regions.zone_boundaries
     cuts = [ly0, upper_end, lower_start, ly1]
     for side in SIDES:
         # the patient's right lung is on the image's left
@@ -107,7 +123,7 @@ def region_labels(hw: Sequence[int], regions: Mapping[str, Sequence[float]] | No
     return labels, names
 
 
-def dominant_region(heatmap_original: np.ndarray, regions: Mapping[str, Sequence[float]] | None = None) -> Region:
+def dominant_region(heatmap_original: np.ndarray, regions: RegionGeometry) -> Region:
     """The region holding the largest share of the heat above the map's Otsu threshold."""
     labels, names = region_labels(heatmap_original.shape, regions)
     if is_constant(heatmap_original):
@@ -169,5 +185,5 @@ def location_agrees(region: Region, stated: StatedLocation) -> float:
     if stated.zone == "heart":
         return float(region.zone == "heart")
     side_ok = stated.side in ("", "bilateral") or region.side == stated.side
-    zone_ok = stated.zone == "" or region.zone == stated.zone
+    zone_ok = stated.zone in ("", region.zone)
     return float(side_ok and zone_ok)

@@ -1,8 +1,8 @@
 """Scoring heatmaps against ground-truth regions: pointing game and Otsu mIoU.
 
 Every score is computed on the ORIGINAL image: a heatmap on the (size x size) model input
-is mapped back with `data.preprocess.heatmap_to_original`, which undoes the resize and the
-square padding, so that the padded border never counts.
+is mapped back with `data.preprocess.heatmap_to_original` (the one home of that mapping),
+which undoes the resize and the square padding, so that the padded border never counts.
 
 - hit (pointing game): the heatmap's maximum lies inside the finding's region, or within
   `tolerance_px` pixels of it. A constant heatmap points nowhere and is a miss.
@@ -27,17 +27,11 @@ import pandas as pd
 from scipy import ndimage
 
 from medclip_residuals.data.images import read_mask
-from medclip_residuals.data.preprocess import heatmap_to_original
 from medclip_residuals.stats import bootstrap_ci
 
 
 class LocalizationError(ValueError):
     """A localization row cannot give a region (empty mask, wrong size, empty box)."""
-
-
-def upsample_heatmap(heatmap: np.ndarray, original_hw: Sequence[int]) -> np.ndarray:
-    """A (size, size) model-input heatmap on the original (H, W) image (padding removed)."""
-    return heatmap_to_original(np.asarray(heatmap, dtype=np.float32), (int(original_hw[0]), int(original_hw[1])))
 
 
 def centred_gaussian_heatmap(size: int, sigma_fraction: float = 0.25) -> np.ndarray:
@@ -190,8 +184,8 @@ def summarise_scores(
     unit: one row per image within a group).
     """
     rows = []
-    for keys, group in scores.groupby(list(group_columns), sort=True, dropna=False):
-        keys = keys if isinstance(keys, tuple) else (keys,)
+    for group_keys, group in scores.groupby(list(group_columns), sort=True, dropna=False):
+        keys = group_keys if isinstance(group_keys, tuple) else (group_keys,)
         record: dict[str, object] = dict(zip(group_columns, keys))
         record["n"] = len(group)
         for prefix, hit_col, iou_col, empty_col in (

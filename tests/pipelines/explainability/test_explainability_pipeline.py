@@ -24,11 +24,12 @@ from medclip_residuals.models.heads import (
     ridge_map_from_sklearn,
 )
 from medclip_residuals.pipelines.explainability import create_pipeline
-from medclip_residuals.pipelines.explainability.nodes import ExplainabilityParameterError
 from medclip_residuals.utils.frames import matrix_to_embeddings
+from medclip_residuals.utils.params import ParameterError
 
 CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion on the lower lung"]
-PARAMS = {
+# conf/base's parameters with these changes (`params` below): no shift smoothing, no contrast caption
+OVERRIDES = {
     "method": "gradcam",
     "target_layer": "model.encoder.layers.0.blocks.-1",
     "captions": CAPTIONS,
@@ -39,8 +40,15 @@ PARAMS = {
     "batch_size": 4,
     "grid": {"sample_size": 3},
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 100, "confidence": 0.95},
+    "shift_smoothing_px": [0],
+    "contrast_caption": None,
 }
 HEIGHT, WIDTH = 40, 48  # not square: the padding must be undone
+
+
+@pytest.fixture(scope="module")
+def params(base_params) -> dict:
+    return base_params("explainability", OVERRIDES)
 
 
 def _save(path: Path, pixels: np.ndarray) -> str:
@@ -124,8 +132,8 @@ def _maps(heatmaps) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def outputs(study: dict) -> dict:
-    return _run(study["inputs"], PARAMS)
+def outputs(study: dict, params: dict) -> dict:
+    return _run(study["inputs"], params)
 
 
 def test_plan_has_one_row_per_image_and_target(outputs: dict) -> None:
@@ -188,9 +196,9 @@ def test_grid_figure(outputs: dict) -> None:
     assert len(figure.axes) == 3 * 4
 
 
-def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: dict, outputs: dict) -> None:
+def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: dict, outputs: dict, params: dict) -> None:
     # img003's report is "no finding": as the contrast it keeps the plain target (no error)
-    contrasted = _run(study["inputs"], {**PARAMS, "contrast_caption": "no finding"})
+    contrasted = _run(study["inputs"], {**params, "contrast_caption": "no finding"})
     metadata = contrasted["explainability_metrics"]
     assert metadata["contrast_caption"] == "no finding" and metadata["n_plain_contrast_targets"] == 1
     plan = contrasted["heatmap_plan"]
@@ -201,48 +209,49 @@ def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: 
     assert not np.allclose(contrast[captions], plain[captions])
 
 
-def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict) -> None:
-    with pytest.raises(ExplainabilityParameterError, match=r"captions\[1\] is an empty phrase"):
-        _run(study["inputs"], {**PARAMS, "captions": [CAPTIONS[0], "  "]})
-    with pytest.raises(ExplainabilityParameterError, match="contrast_caption is an empty phrase"):
-        _run(study["inputs"], {**PARAMS, "contrast_caption": ""})
+def test_empty_phrase_and_unknown_method_fail_before_any_heatmap(study: dict, params: dict) -> None:
+    with pytest.raises(ParameterError, match=r"captions\[1\] is an empty phrase"):
+        _run(study["inputs"], {**params, "captions": [CAPTIONS[0], "  "]})
+    with pytest.raises(ParameterError, match="contrast_caption is an empty phrase"):
+        _run(study["inputs"], {**params, "contrast_caption": ""})
     with pytest.raises(ValueError, match="unknown CAM method 'gradcan'"):
-        _run(study["inputs"], {**PARAMS, "method": "gradcan"})
+        _run(study["inputs"], {**params, "method": "gradcan"})
 
 
-def test_bad_shift_smoothing_fails_before_any_heatmap(study: dict) -> None:
-    for shifts, message in (([0, 0], "lists a shift twice"), ([], "at least one shift"), ([1.5], "whole pixels"),
-                            ("4", "whole pixels"), ([-32, 0], "below the 32-px input")):
-        with pytest.raises(ExplainabilityParameterError, match=message):
-            _run(study["inputs"], {**PARAMS, "shift_smoothing_px": shifts})
+def test_bad_shift_smoothing_fails_before_any_heatmap(study: dict, params: dict) -> None:
+    for shifts, message in (([0, 0], "lists a shift twice"), ([], "at least one shift"),
+                            ([1.5], r"shift_smoothing_px\[0\]: expected an integer"),
+                            ("4", "shift_smoothing_px: expected a list"), ([-32, 0], "below the 32-px input")):
+        with pytest.raises(ParameterError, match=message):
+            _run(study["inputs"], {**params, "shift_smoothing_px": shifts})
 
 
-def test_several_layers_and_shift_smoothing_reach_the_maps(study: dict) -> None:
+def test_several_layers_and_shift_smoothing_reach_the_maps(study: dict, params: dict) -> None:
     layers = ["model.encoder.layers.0.blocks.-1", "model.encoder.layers.1.blocks.-1"]
-    params = {**PARAMS, "method": "hirescam", "target_layer": layers, "shift_smoothing_px": [-2, 0, 2],
-              "heads": [], "captions": CAPTIONS[:1], "include_report_captions": False}
-    result = _run(study["inputs"], params)
+    smoothed = {**params, "method": "hirescam", "target_layer": layers, "shift_smoothing_px": [-2, 0, 2],
+                "heads": [], "captions": CAPTIONS[:1], "include_report_captions": False}
+    result = _run(study["inputs"], smoothed)
     heatmaps = result["heatmaps"]
     assert heatmaps.metadata["target_layer"] == "model.encoder.layers.0.blocks.0 + model.encoder.layers.1.blocks.0"  # one block per stage
     assert heatmaps.metadata["shift_smoothing_px"] == [-2, 0, 2]
     assert result["explainability_metrics"]["shift_smoothing_px"] == [-2, 0, 2]
-    unsmoothed = _run(study["inputs"], {**params, "shift_smoothing_px": [0]})["heatmaps"]
+    unsmoothed = _run(study["inputs"], {**smoothed, "shift_smoothing_px": [0]})["heatmaps"]
     assert not np.allclose(_maps(heatmaps), _maps(unsmoothed), atol=1e-2)
 
 
-def test_unknown_layer_lists_the_valid_ones(study: dict) -> None:
+def test_unknown_layer_lists_the_valid_ones(study: dict, params: dict) -> None:
     with pytest.raises(ValueError, match=r"'model.encoder.layers.5' does not exist.*model\.layernorm"):
-        _run(study["inputs"], {**PARAMS, "target_layer": "model.encoder.layers.5"})
+        _run(study["inputs"], {**params, "target_layer": "model.encoder.layers.5"})
 
 
-def test_empty_mask_is_an_error_naming_the_file(study: dict) -> None:
+def test_empty_mask_is_an_error_naming_the_file(study: dict, params: dict) -> None:
     empty = study["root"] / "masks" / "empty.png"
     _save(empty, np.zeros((HEIGHT, WIDTH)))
     localizations = study["inputs"]["image_localizations"].copy()
     localizations.loc[0, "mask_path"] = str(empty)
     inputs = {**study["inputs"], "image_localizations": localizations}
     with pytest.raises(LocalizationError, match=r"empty\.png.*is empty"):
-        _run(inputs, {**PARAMS, "heads": [], "captions": CAPTIONS[:1]})
+        _run(inputs, {**params, "heads": [], "captions": CAPTIONS[:1]})
 
 
 def test_outputs_round_trip_through_their_catalog_datasets(outputs: dict, tmp_path: Path) -> None:
@@ -274,7 +283,7 @@ def test_outputs_round_trip_through_their_catalog_datasets(outputs: dict, tmp_pa
     pd.testing.assert_frame_equal(catalog.load("heatmap_scores"), outputs["heatmap_scores"])
 
 
-def test_plan_scores_a_report_against_the_findings_it_names() -> None:
+def test_plan_scores_a_report_against_the_findings_it_names(params: dict) -> None:
     from medclip_residuals.pipelines.explainability.nodes import plan_heatmaps
 
     manifest = pd.DataFrame({
@@ -285,10 +294,10 @@ def test_plan_scores_a_report_against_the_findings_it_names() -> None:
         "image_id": ["a", "a", "b"],
         "finding": ["Pneumonia", "Pleural Effusion", "Edema"],
     })
-    params = {**PARAMS, "heads": [], "captions": []}
-    plan = plan_heatmaps(manifest, localizations, None, None, params, seed=0)
+    reports_only = {**params, "heads": [], "captions": []}
+    plan = plan_heatmaps(manifest, localizations, None, None, reports_only, seed=0)
     findings = {r.image_id: list(r.findings) for r in plan.itertuples()}
     assert findings == {"a": ["Pneumonia"], "b": ["Edema"], "c": []}
     # a sample of 2 takes the localized images first
-    sampled = plan_heatmaps(manifest, localizations, None, None, {**params, "max_images": 2}, seed=0)
+    sampled = plan_heatmaps(manifest, localizations, None, None, {**reports_only, "max_images": 2}, seed=0)
     assert sorted(sampled["image_id"]) == ["a", "b"]

@@ -20,19 +20,21 @@ from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps, HeatmapChunk
 from medclip_residuals.models.heads import heads_to_tensors, logistic_head_from_sklearn
 from medclip_residuals.pipelines.explainability import create_pipeline
 from medclip_residuals.pipelines.explainability.nodes import (
-    ExplainabilityParameterError,
     compute_heatmaps,
     plan_heatmaps,
     score_heatmaps,
 )
 from medclip_residuals.utils.frames import matrix_to_embeddings
+from medclip_residuals.utils.params import ParameterError
 
 SIZE = 32
-PARAMS = {
+# conf/base's parameters with these changes (`bright["params"]`): no shift smoothing, no contrast caption
+OVERRIDES = {
     "method": "gradcam", "target_layer": "model.0", "captions": ["there is pneumonia"],
     "include_report_captions": True, "heads": ["image"], "head_images": "localized", "batch_size": 4,
     "chunk_size": 3, "grid": {"sample_size": 2},
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 50, "confidence": 0.95},
+    "shift_smoothing_px": [0], "contrast_caption": None,
 }
 # where each image's bright square lies (rows, cols), in a 32 x 32 image: no padding, no resize
 BLOBS = [(slice(3, 9), slice(4, 10)), (slice(20, 27), slice(22, 29)), (slice(12, 18), slice(2, 8)),
@@ -80,7 +82,7 @@ def _save(path: Path, pixels: np.ndarray) -> str:
 
 
 @pytest.fixture(scope="module")
-def bright(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def bright(tmp_path_factory: pytest.TempPathFactory, base_params) -> dict:
     """Five 32 x 32 images, dim noise with one bright square each, its mask a localization."""
     root = tmp_path_factory.mktemp("bright")
     rng = np.random.default_rng(0)
@@ -108,15 +110,16 @@ def bright(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "phenotype_sentence_embeddings": matrix_to_embeddings(manifest["image_id"].tolist(), np.zeros((5, 2))),
         "params:seed": 0, "params:device": "cpu",
     }
-    plan = plan_heatmaps(manifest, localizations, inputs["residual_1_heads"], None, PARAMS, seed=0)
-    return {"root": root, "inputs": inputs, "plan": plan}
+    params = base_params("explainability", OVERRIDES)
+    plan = plan_heatmaps(manifest, localizations, inputs["residual_1_heads"], None, params, seed=0)
+    return {"root": root, "inputs": inputs, "plan": plan, "params": params}
 
 
 def _chunks(bright: dict, **params: object) -> list[HeatmapChunk]:
     inputs = bright["inputs"]
     return list(compute_heatmaps(
         inputs["medclip_encoder"], inputs["image_manifest"], bright["plan"], inputs["phenotype_sentence_embeddings"],
-        inputs["residual_1_heads"], None, {**PARAMS, **params}, "cpu",
+        inputs["residual_1_heads"], None, {**bright["params"], **params}, "cpu",
     ))
 
 
@@ -127,7 +130,7 @@ def _run(bright: dict, store: Path, params: dict | None = None) -> DataCatalog:
 
     pipeline = create_pipeline()
     datasets = {name: Kept(value, copy_mode="assign") for name, value in bright["inputs"].items()}
-    datasets["params:explainability"] = Kept({**PARAMS, **(params or {})}, copy_mode="assign")
+    datasets["params:explainability"] = Kept({**bright["params"], **(params or {})}, copy_mode="assign")
     for name in pipeline.all_outputs():
         datasets[name] = Kept(copy_mode="assign")
     datasets["heatmaps"] = HeatmapStoreDataset(filepath=str(store), version=Version(None, None))
@@ -223,11 +226,11 @@ def test_a_single_chunk_or_a_bad_chunk_size_is_a_clear_error(bright: dict) -> No
     chunk = _chunks(bright, chunk_size=4)[-1]  # what a MemoryDataset would keep
     inputs = bright["inputs"]
     with pytest.raises(TypeError, match=r"one chunk \(rows 12-14 of 15\).*HeatmapStoreDataset"):
-        score_heatmaps(chunk, bright["plan"], inputs["image_manifest"], inputs["image_localizations"], PARAMS, 0)
+        score_heatmaps(chunk, bright["plan"], inputs["image_manifest"], inputs["image_localizations"], bright["params"], 0)
     for bad in (0, 2.5, True):
-        with pytest.raises(ExplainabilityParameterError, match="chunk_size must be a whole number"):
+        with pytest.raises(ParameterError, match=r"chunk_size( must be a whole number|: expected an integer)"):
             plan_heatmaps(inputs["image_manifest"], inputs["image_localizations"], None, None,
-                          {**PARAMS, "chunk_size": bad}, seed=0)
+                          {**bright["params"], "chunk_size": bad}, seed=0)
 
 
 def test_hand_made_maps_score_exact_hits_and_ious(bright: dict) -> None:
@@ -243,7 +246,8 @@ def test_hand_made_maps_score_exact_hits_and_ious(bright: dict) -> None:
     maps[1, 0:4, 0:4] = 1.0  # 16 px far from img1's square (rows 20-26, cols 22-28): miss, IoU 0
     localizations = inputs["image_localizations"]
     source = ArrayHeatmaps(maps, {"image_id": plan["image_id"].tolist(), "target_id": plan["target_id"].tolist()})
-    scores, metrics = score_heatmaps(source, plan, manifest, localizations, PARAMS, seed=0)
+    params = bright["params"]
+    scores, metrics = score_heatmaps(source, plan, manifest, localizations, params, seed=0)
     assert scores["hit"].tolist() == [1.0, 0.0]
     assert scores["iou"].tolist() == pytest.approx([24 / 36, 0.0], abs=1e-12)
     assert scores["pred_empty"].tolist() == [0.0, 0.0]
@@ -251,16 +255,16 @@ def test_hand_made_maps_score_exact_hits_and_ious(bright: dict) -> None:
     assert report["hit_rate"] == 0.5 and report["miou"] == pytest.approx(1 / 3)
     # the pointing tolerance: from (0, 0), img1's nearest square pixel (20, 22) is 29.7 px away
     far = score_heatmaps(source, plan, manifest, localizations,
-                         {**PARAMS, "scoring": {**PARAMS["scoring"], "hit_tolerance_px": 29.0}}, 0)[0]
+                         {**params, "scoring": {**params["scoring"], "hit_tolerance_px": 29.0}}, 0)[0]
     near = score_heatmaps(source, plan, manifest, localizations,
-                          {**PARAMS, "scoring": {**PARAMS["scoring"], "hit_tolerance_px": 30.0}}, 0)[0]
+                          {**params, "scoring": {**params["scoring"], "hit_tolerance_px": 30.0}}, 0)[0]
     assert far["hit"].tolist() == [1.0, 0.0] and near["hit"].tolist() == [1.0, 1.0]
 
 
 def test_a_tensor_dict_of_the_old_format_scores_like_the_store(bright: dict) -> None:
     inputs = bright["inputs"]
     computed = ArrayHeatmaps.collect(iter(_chunks(bright)))
-    args = (bright["plan"], inputs["image_manifest"], inputs["image_localizations"], PARAMS, 0)
+    args = (bright["plan"], inputs["image_manifest"], inputs["image_localizations"], bright["params"], 0)
     old = {"tensors": {"heatmaps": computed.heatmaps}, "metadata": computed.metadata}
     pd.testing.assert_frame_equal(score_heatmaps(old, *args)[0], score_heatmaps(computed, *args)[0])
     with pytest.raises(ValueError, match=r"heatmaps \(14\) and heatmap_plan \(15 rows\) do not belong"):

@@ -1,4 +1,5 @@
-"""CAM on the vision encoder: method and layer lookup, Swin's token grid, batching, ResNet."""
+"""CamExplainer on the vision encoder: method lookup, what the maps are, batching, several layers,
+shift smoothing, ResNet (the `swin` fixture: tests/explain/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,12 @@ import pytest
 import torch
 from pytorch_grad_cam.utils.image import scale_cam_image
 from torch import nn
-from transformers import SwinConfig, SwinModel
 
-from medclip_residuals.models.cam import (
-    CAM_METHODS,
-    CamExplainer,
-    resolve_cam_method,
-    resolve_target_layer,
-    resolve_target_layers,
-    shift_grid,
-    shift_image,
-    swin_reshape_transform,
-    token_grid,
-)
-from medclip_residuals.models.heatmap import ImageEmbeddingModel, SimilarityTarget
-
-
-class TinySwinVision(nn.Module):
-    """Shaped like medclip's MedCLIPVisionModelViT: `.model` is a HF SwinModel, then a projection."""
-
-    def __init__(self, image_size: int = 64, depths: tuple[int, ...] = (1, 1, 1)) -> None:
-        super().__init__()
-        config = SwinConfig(
-            image_size=image_size, patch_size=4, num_channels=3, embed_dim=16, depths=list(depths),
-            num_heads=[1, 2, 4, 8][: len(depths)], window_size=4,
-        )
-        self.model = SwinModel(config)
-        self.projection_head = nn.Linear(config.hidden_size, 512, bias=False)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.projection_head(self.model(pixel_values)["pooler_output"])
+from medclip_residuals.explain.cam import CAM_METHODS, CamExplainer, resolve_cam_method
+from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
+from medclip_residuals.explain.layers import resolve_target_layer
+from medclip_residuals.explain.smoothing import shift_image
+from medclip_residuals.explain.targets import SimilarityTarget
 
 
 class TinyResNetVision(nn.Module):
@@ -52,41 +29,9 @@ class TinyResNetVision(nn.Module):
         return self.model(pixel_values)
 
 
-@pytest.fixture(scope="module")
-def swin() -> TinySwinVision:
-    torch.manual_seed(0)
-    return TinySwinVision().eval()
-
-
 def _targets(n: int, seed: int = 0) -> list[SimilarityTarget]:
     rng = np.random.default_rng(seed)
     return [SimilarityTarget(rng.standard_normal(512), label=f"t{k}") for k in range(n)]
-
-
-# ---------------------------------------------------------------- Swin token grid
-
-
-@pytest.mark.parametrize("input_hw", [(64, 64), (60, 52), (62, 58)])
-def test_reshape_matches_hf_grid_at_every_stage(swin: TinySwinVision, input_hw: tuple[int, int]) -> None:
-    # HF Swin pads inputs that the patch size or a merge does not divide; its own
-    # reshaped_hidden_states are the truth for every stage's (H, W).
-    x = torch.randn(2, 3, *input_hw)
-    with torch.no_grad():
-        out = swin.model(x, output_hidden_states=True)
-    assert len(out.hidden_states) == 4  # embeddings + 3 stages
-    for tokens, truth in zip(out.hidden_states, out.reshaped_hidden_states):
-        mapped = swin_reshape_transform(tokens, input_hw)
-        assert mapped.shape == truth.shape
-        assert torch.equal(mapped, truth)
-
-
-def test_token_grid_known_values() -> None:
-    assert token_grid(56 * 56, (224, 224)) == (56, 56)
-    assert token_grid(7 * 7, (224, 224)) == (7, 7)
-    assert token_grid(15 * 13, (60, 52)) == (15, 13)  # patch 4: ceil(60/4) x ceil(52/4)
-    assert token_grid(8 * 7, (60, 52)) == (8, 7)  # after a merge that pads 15x13 to 16x14
-    with pytest.raises(ValueError, match="do not tile"):
-        token_grid(17, (64, 64))
 
 
 # ---------------------------------------------------------------- names
@@ -102,24 +47,7 @@ def test_method_names_and_aliases() -> None:
         resolve_cam_method("gradkam")
 
 
-def test_layer_paths_resolve_with_negative_indices(swin: TinySwinVision) -> None:
-    name, module = resolve_target_layer(swin, "model.encoder.layers.-1.blocks.-1")
-    assert name == "model.encoder.layers.2.blocks.0"
-    assert module is swin.model.encoder.layers[2].blocks[0]
-    assert resolve_target_layer(swin, "model.layernorm")[1] is swin.model.layernorm
-
-
-def test_unknown_layer_lists_valid_names(swin: TinySwinVision) -> None:
-    with pytest.raises(ValueError) as error:
-        resolve_target_layer(swin, "model.encoder.layers.7")
-    message = str(error.value)
-    assert "'model.encoder.layers.7' does not exist" in message
-    assert "model.layernorm" in message and "model.encoder.layers.0.blocks.0" in message
-    with pytest.raises(ValueError, match="empty"):
-        resolve_target_layer(swin, "  ")
-
-
-def test_bad_method_or_layer_fails_before_any_forward(swin: TinySwinVision) -> None:
+def test_bad_method_or_layer_fails_before_any_forward(swin: nn.Module) -> None:
     calls = []
     handle = swin.register_forward_pre_hook(lambda module, args: calls.append(1))
     try:
@@ -136,7 +64,7 @@ def test_bad_method_or_layer_fails_before_any_forward(swin: TinySwinVision) -> N
 # ---------------------------------------------------------------- what the maps are
 
 
-def test_hirescam_on_a_stage_block_equals_the_hand_computation(swin: TinySwinVision) -> None:
+def test_hirescam_on_a_stage_block_equals_the_hand_computation(swin: nn.Module) -> None:
     # A Swin block returns a tuple; the explainer must follow its first tensor, and lay
     # the tokens out on the right grid (rows = image rows).
     torch.manual_seed(1)
@@ -165,7 +93,7 @@ def test_hirescam_on_a_stage_block_equals_the_hand_computation(swin: TinySwinVis
 
 
 @pytest.mark.parametrize("method", ["gradcam", "hirescam", "eigencam"])
-def test_batched_equals_one_image_at_a_time(swin: TinySwinVision, method: str) -> None:
+def test_batched_equals_one_image_at_a_time(swin: nn.Module, method: str) -> None:
     torch.manual_seed(2)
     x = torch.randn(5, 3, 64, 64)
     targets = _targets(5, seed=3)
@@ -177,7 +105,7 @@ def test_batched_equals_one_image_at_a_time(swin: TinySwinVision, method: str) -
     assert all(p.requires_grad for p in swin.parameters())  # the freeze is undone
 
 
-def test_every_required_method_runs_on_swin(swin: TinySwinVision) -> None:
+def test_every_required_method_runs_on_swin(swin: nn.Module) -> None:
     # Through Swin's token reshape every method gives maps scaled to exactly [0, 1] that vary
     # over the image; where the heat belongs is checked on TwoColourEncoder below.
     torch.manual_seed(8)
@@ -266,7 +194,7 @@ def test_eigencam_follows_the_strongest_activation_whatever_the_target() -> None
         np.testing.assert_array_equal(red, green)
 
 
-def test_several_layers_average_their_scaled_maps(swin: TinySwinVision) -> None:
+def test_several_layers_average_their_scaled_maps(swin: nn.Module) -> None:
     # pytorch-grad-cam computes one map per layer (each scaled to [0, 1] and resized), averages
     # them and scales the mean; each layer's part must be that layer's own map
     torch.manual_seed(4)
@@ -292,32 +220,7 @@ def test_several_layers_average_their_scaled_maps(swin: TinySwinVision) -> None:
         np.testing.assert_allclose(explainer(x, targets), both, atol=1e-6)
 
 
-def test_several_layers_bad_names_fail(swin: TinySwinVision) -> None:
-    with pytest.raises(ValueError, match="twice"):
-        resolve_target_layers(swin, ["model.layernorm", "model.layernorm"])
-    with pytest.raises(ValueError, match="empty"):
-        resolve_target_layers(swin, [])
-    with pytest.raises(ValueError, match="empty"):
-        resolve_target_layers(swin, "model.layernorm + ")
-    with pytest.raises(ValueError, match="does not exist"):
-        CamExplainer(swin, "hirescam", ["model.layernorm", "model.encoder.layers.9"], progress=False)
-
-
-def test_shift_image_moves_content_and_replicates_edges() -> None:
-    image = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
-    moved = shift_image(image, 1, -2)  # one row down, two columns left
-    np.testing.assert_array_equal(moved[0, 0, 1:, :3].numpy(), image[0, 0, :4, 2:].numpy())
-    np.testing.assert_array_equal(moved[0, 0, 0, :3].numpy(), image[0, 0, 0, 2:].numpy())  # top row replicated
-    np.testing.assert_array_equal(moved[0, 0, 1:, 3:].numpy(), image[0, 0, :4, 4:].repeat(1, 2).numpy())
-    assert shift_image(image, 0, 0) is image
-    with pytest.raises(ValueError, match="does not fit"):
-        shift_image(image, 5, 0)
-    assert shift_grid([-1, 0, 1]) == [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    with pytest.raises(ValueError, match="twice"):
-        shift_grid([0, 0])
-
-
-def test_shift_smoothing_is_the_mean_of_maps_of_shifted_images(swin: TinySwinVision) -> None:
+def test_shift_smoothing_is_the_mean_of_maps_of_shifted_images(swin: nn.Module) -> None:
     torch.manual_seed(6)
     x = torch.randn(2, 3, 64, 64)
     targets = _targets(2, seed=7)
@@ -338,7 +241,7 @@ def test_shift_smoothing_is_the_mean_of_maps_of_shifted_images(swin: TinySwinVis
         np.testing.assert_allclose(off(x, targets), unshifted, atol=1e-6)
 
 
-def test_one_target_per_image_is_enforced(swin: TinySwinVision) -> None:
+def test_one_target_per_image_is_enforced(swin: nn.Module) -> None:
     with CamExplainer(swin, "gradcam", "model.layernorm", progress=False) as explainer:
         with pytest.raises(ValueError, match="one target per image"):
             explainer(torch.randn(3, 3, 64, 64), _targets(2))
