@@ -58,6 +58,7 @@ FLOWCHART_VIEWPORT = (1500, 1900)  # tall: the demo graph fits at a readable zoo
 ONBOARDING_CLOSE = ".feature-hints__close"
 ONBOARDING_REOPEN_MESSAGE = ".feature-hints__reopen-message"
 NODE_LABEL = "text.pipeline-node__text"
+GROUP_NODE = "g.pipeline-node--modularPipeline"  # a namespaced pipeline, drawn as one node
 SEARCH = "#search-bar"
 SIDEBAR_ROW = "button.row-text"
 METADATA_PANEL = ".pipeline-metadata"
@@ -194,6 +195,29 @@ def missing_labels(page: Page, names: list[str] | set[str]) -> list[str]:
     """Which of `names` the flowchart does not draw (raw or pretty names both count)."""
     drawn = {_label_key(label) for label in flowchart_labels(page)}
     return sorted(name for name in names if _label_key(name) not in drawn)
+
+
+def group_labels(page: Page) -> list[str]:
+    """The namespaced pipelines the flowchart draws as collapsed groups, in DOM order."""
+    groups = page.locator(GROUP_NODE)
+    return [(groups.nth(i).text_content() or "").strip() for i in range(groups.count())]
+
+
+def expand_group(page: Page, name: str, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Open a collapsed group (a click on its node), waiting until it is no longer drawn as one."""
+    key = _label_key(name)
+    groups = page.locator(GROUP_NODE)
+    for i in range(groups.count()):
+        if _label_key(groups.nth(i).text_content() or "") == key:
+            groups.nth(i).click(timeout=timeout_ms)
+            break
+    else:
+        raise LookupError(f"no collapsed group {name!r}; groups drawn: {group_labels(page)}")
+    page.wait_for_function(
+        "([selector, key]) => ![...document.querySelectorAll(selector)].some("
+        "g => g.textContent.trim().toLowerCase().replace(/[\\s_]+/g, '_') === key)",
+        arg=[GROUP_NODE, key], timeout=timeout_ms,
+    )
 
 
 def select_node(page: Page, name: str, timeout_ms: int = TIMEOUT_MS) -> Locator:

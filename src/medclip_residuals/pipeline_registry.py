@@ -30,7 +30,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     """Each pipeline under its folder's name, plus the selections of SELECTIONS."""
     # Under `--pipelines a,b` Kedro 1.7's find_pipelines builds only a and b, so the pipelines
     # a selection is made of are built here when it did not.
-    pipelines = find_pipelines(raise_errors=True)
+    pipelines = find_pipelines()
     for name in PIPELINE_ORDER:
         if name not in pipelines:
             pipelines[name] = import_module(f"medclip_residuals.pipelines.{name}").create_pipeline()

@@ -2,8 +2,9 @@
 
 `kedro viz build --include-previews` writes the static site; it is served on 127.0.0.1 and
 Debian's chromium (driven by Playwright) opens it like a user: the onboarding dialog is
-dismissed, the flowchart must draw every pipeline's nodes, and selecting a metrics dataset
-must show the real JSON in the side panel. Screenshots go to docs/images/ (the README's).
+dismissed, the flowchart must draw each pipeline as a group (a namespace) that opens onto its
+own nodes, and selecting a metrics dataset must show the real JSON in the side panel.
+Screenshots stay with the tiny run; the README's come from `make pictures`.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from medclip_residuals.pipelines.demo import DEMO_ORDER
+from medclip_residuals.pipeline_registry import PIPELINE_ORDER
 from viz_browser import (
     CHROMIUM,
     FLOWCHART_VIEWPORT,
     VIEWPORT,
     build_viz_site,
+    expand_group,
     flowchart_labels,
     frame_whole_graph,
+    group_labels,
     latest_version_path,
     missing_labels,
     open_dataset_preview,
@@ -34,7 +37,7 @@ from viz_browser import (
     viz_page,
 )
 
-PIPELINES = DEMO_ORDER
+PIPELINES = PIPELINE_ORDER
 # datasets whose preview helps a reader of the graph (issue 6), with the preview they need
 WANTED_PREVIEWS = {
     "encoder_training_metrics": "JSONPreview",
@@ -150,13 +153,24 @@ def test_flowchart_and_metrics_preview_in_chromium(viz_site):
     with serve_directory(build) as url, viz_page(viewport=FLOWCHART_VIEWPORT) as page:
         assert url.startswith("http://127.0.0.1:")
         open_flowchart(page, url, pipeline="demo")
+        # every pipeline is a namespace: drawn as one collapsed group, its datasets between groups
+        assert sorted(group_labels(page)) == sorted(PIPELINES), f"groups drawn: {group_labels(page)}"
+        assert not missing_labels(page, ["image_embeddings", "data_split", METRICS_DATASET])
+        assert missing_labels(page, ["embed_images"]) == ["embed_images"], "a task node drawn outside its group"
+        frame_whole_graph(page)
+        page.screenshot(path=str(shots / "kedro_viz.png"))
+        # each group opens onto its own nodes
+        by_pipeline = task_nodes_by_pipeline(build, "demo")
+        for pipeline in PIPELINES:
+            expand_group(page, pipeline)
+            assert not missing_labels(page, by_pipeline[pipeline]), (
+                f"{pipeline} opened without {missing_labels(page, by_pipeline[pipeline])}"
+            )
         labels = flowchart_labels(page)
         assert not missing_labels(page, expected_nodes), (
             f"the flowchart does not draw {missing_labels(page, expected_nodes)}; it draws {labels}"
         )
-        assert not missing_labels(page, ["image_embeddings", "residuals_1", METRICS_DATASET])
-        frame_whole_graph(page)
-        page.screenshot(path=str(shots / "kedro_viz.png"))
+        assert not group_labels(page), f"groups still closed: {group_labels(page)}"
 
         page.set_viewport_size({"width": VIEWPORT[0], "height": VIEWPORT[1]})
         preview = open_dataset_preview(page, METRICS_DATASET, "JSONPreview")
