@@ -14,6 +14,7 @@ import pandas as pd
 from kedro.framework.hooks import hook_impl
 
 from medclip_residuals.data.folders import absolute_root, is_demo_folder
+from medclip_residuals.utils.catalog import catalog_dataset, dataset_filepath
 from medclip_residuals.utils.provenance import encoder_record, is_tensor_dict, provenance_of, stamp
 
 logger = logging.getLogger(__name__)
@@ -59,22 +60,6 @@ def _producers() -> dict[str, list[str]]:
     return producers
 
 
-def _get_dataset(catalog: Any, name: str) -> Any:
-    try:
-        return catalog.get(name) if hasattr(catalog, "get") else catalog._get_dataset(name)
-    except Exception:  # noqa: BLE001 - describing a dataset must never break a run
-        return None
-
-
-def _dataset_path(catalog: Any, name: str) -> str | None:
-    dataset = _get_dataset(catalog, name)
-    for attr in ("_filepath", "_path", "filepath", "path"):
-        value = getattr(dataset, attr, None)
-        if value:
-            return str(value)
-    return None
-
-
 def _context_roots(context: Any) -> tuple[str | None, str | None]:
     """(this run's data_root, the demo's default data_root), both absolute."""
     base = getattr(context, "project_path", None)
@@ -118,7 +103,7 @@ class MissingInputsHook:
         producers = _producers()
         lines = []
         for name in missing:
-            where = _dataset_path(catalog, name)
+            where = dataset_filepath(catalog, name)
             lines.append(f"  - {name}{f' ({where})' if where else ''}: {self._hint(name, producers.get(name), where)}")
         raise MissingInputsError(
             "These inputs of the selected pipelines do not exist yet:\n" + "\n".join(lines)
@@ -231,7 +216,7 @@ class RunProvenanceHook:
         record: dict[str, Any] = {"data_root": self._data_root}
         if self._encoder is not None:
             record["encoder"] = self._encoder
-        dataset = _get_dataset(self._catalog, dataset_name) if self._catalog is not None else None
+        dataset = catalog_dataset(self._catalog, dataset_name) if self._catalog is not None else None
         stamp(data, record, json_report=type(dataset).__name__ == "JSONDataset")
 
     def _is_demo_root(self, pipeline: Any) -> bool:
@@ -262,7 +247,7 @@ def describe_trained_on(trained_on: dict[str, Any] | None) -> str:
 
 def _saved_encoder_trained_on(catalog: Any) -> dict[str, Any] | None:
     """The `trained_on` record of the encoder this run would load, when it can be read."""
-    dataset = _get_dataset(catalog, "medclip_encoder")
+    dataset = catalog_dataset(catalog, "medclip_encoder")
     try:
         config = Path(str(dataset._get_load_path())) / "config.json"
         return json.loads(config.read_text(encoding="utf-8")).get("trained_on")
@@ -310,6 +295,6 @@ class ProgressLoggingHook:
     def after_node_run(self, node: Any, outputs: dict[str, Any]) -> None:
         parts = []
         for name, value in outputs.items():
-            where = _dataset_path(self._catalog, name) if self._catalog is not None else None
+            where = dataset_filepath(self._catalog, name) if self._catalog is not None else None
             parts.append(f"{name}: {_describe(value)}" + (f" -> {where}" if where else ""))
         logger.info("%s | %s", node.short_name if hasattr(node, "short_name") else node.name, "; ".join(parts))

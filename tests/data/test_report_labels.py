@@ -183,7 +183,7 @@ def test_bad_input_is_counted_never_raised(labeller: ReportLabeller) -> None:
 
 
 def test_utf8_bytes_are_read(labeller: ReportLabeller) -> None:
-    assert one(labeller, "No pneumothorax.".encode())["Pneumothorax"] == 0.0
+    assert one(labeller, b"No pneumothorax.")["Pneumothorax"] == 0.0
 
 
 def test_a_very_long_report_is_cut(labeller: ReportLabeller) -> None:

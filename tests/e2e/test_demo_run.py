@@ -73,7 +73,7 @@ def test_pipeline_started_before_its_inputs_exist_names_the_pipeline(tmp_path, t
         (project / "data" / layer).mkdir(parents=True)
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipelines", "embedding", "--env", "tiny"],
-        cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=300,
+        check=False, cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=300,
     )
     output = " ".join((result.stdout + result.stderr).split())  # the log wraps long lines
     assert result.returncode != 0
@@ -93,7 +93,8 @@ def _kedro_fails(project: Path, *args: str) -> str:
     from .conftest import kedro_env
 
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", *args], cwd=project, env=kedro_env(), capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "kedro", *args], check=False, cwd=project, env=kedro_env(),
+        capture_output=True, text=True, timeout=300,
     )
     assert result.returncode != 0, f"kedro {' '.join(args)} should have failed:\n{result.stdout[-3000:]}"
     return " ".join((result.stdout + result.stderr).split())  # the log wraps long lines

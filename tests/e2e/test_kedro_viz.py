@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from medclip_residuals.pipeline_registry import PIPELINE_ORDER
+
 from viz_browser import (
     CHROMIUM,
     FLOWCHART_VIEWPORT,
@@ -103,10 +104,10 @@ def test_serve_directory_serves_on_loopback_and_stops(tmp_path):
     (tmp_path / "index.html").write_text("<p>kedro-viz</p>", encoding="utf-8")
     with serve_directory(tmp_path) as url:
         assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the loopback URL just served
             assert response.read() == b"<p>kedro-viz</p>"
     with pytest.raises(OSError):
-        urllib.request.urlopen(url, timeout=5)
+        urllib.request.urlopen(url, timeout=5)  # noqa: S310 - the same loopback URL, now closed
 
 
 def test_latest_version_path_takes_the_newest_version(tmp_path):

@@ -12,7 +12,6 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -84,7 +83,7 @@ def has_image(cell) -> bool:
 
 @pytest.fixture(scope="module")
 def executed(demo_run):
-    """(project, executed notebook, seconds) for the notebook copied into the demo-run project."""
+    """(project, executed notebook) for the notebook copied into the demo-run project."""
     project, _ = demo_run
     target = project / "notebooks" / NOTEBOOK.name
     target.parent.mkdir(exist_ok=True)
@@ -97,13 +96,11 @@ def executed(demo_run):
         "TOKENIZERS_PARALLELISM": "false",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     }
-    start = time.perf_counter()
     notebook = execute_notebook(target, env)
-    seconds = time.perf_counter() - start
     import nbformat
 
     nbformat.write(notebook, target.with_suffix(".executed.ipynb"))  # to look at after a failure
-    return project, notebook, seconds
+    return project, notebook
 
 
 def test_notebook_is_stored_without_outputs():
@@ -118,8 +115,7 @@ def test_notebook_is_stored_without_outputs():
 
 
 def test_notebook_runs_and_shows_the_demo_results(executed):
-    project, notebook, seconds = executed
-    print(f"notebook executed in {seconds:.1f} s")
+    project, notebook = executed
 
     intro = cell_with(notebook, "import textwrap")
     assert "encoder_training" in stdout_of(intro) and "explainability" in stdout_of(intro)

@@ -40,7 +40,7 @@ class ContractCSVDataset(AbstractDataset[pd.DataFrame, pd.DataFrame]):
 
     DEFAULT_SAVE_ARGS: dict[str, Any] = {"index": False}
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         filepath: str | os.PathLike,
         load_args: dict[str, Any] | None = None,

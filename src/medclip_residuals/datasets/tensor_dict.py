@@ -90,7 +90,7 @@ def read_header(raw: bytes) -> dict[str, Any]:
 class TensorDictDataset(AbstractVersionedDataset[dict[str, Any], dict[str, Any]]):
     """Named numpy arrays and a JSON-able metadata dict in one versioned .safetensors file."""
 
-    def __init__(  # noqa: PLR0913
+    def __init__(
         self,
         *,
         filepath: str | os.PathLike,

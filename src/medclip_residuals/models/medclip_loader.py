@@ -291,7 +291,7 @@ def load_medclip_checkpoint(model: MedCLIPModel, path: str | Path) -> None:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except FileNotFoundError as error:
         raise EncoderFileNotFoundError(f"MedCLIP checkpoint {path} does not exist") from error
-    except Exception as error:  # noqa: BLE001 - a corrupt or pickled-object file
+    except Exception as error:  # a corrupt or pickled-object file
         raise CheckpointMismatchError(
             f"{path} could not be read as a MedCLIP state dict with torch.load(weights_only=True): {error}"
         ) from error

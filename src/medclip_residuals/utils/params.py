@@ -97,61 +97,97 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(value: Any, tp: Any, where: str) -> Any:  # noqa: C901 (one branch per kind of type)
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """`value` checked against the annotation `tp` (and converted: lists become tuples)."""
     if tp is Any:
         return value
-    origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
-    if origin in (Union, types.UnionType):
-        options = get_args(tp)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise ParameterError(f"{where}: expected {_type_name(tp)}, got null")
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, where)
-            except ParameterError as error:
-                errors.append(str(error))
-        raise ParameterError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of {_type_name(tp)}")
-    if origin is Literal:
-        choices = get_args(tp)
-        if not any(value == c and type(value) is type(c) for c in choices):
-            raise ParameterError(f"{where}: {value!r} is not one of {', '.join(repr(c) for c in choices)}")
-        return value
-    if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-            raise ParameterError(f"{where}: expected a list, got {value!r}")
-        args = get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ParameterError(f"{where}: expected {len(args)} values, got {len(value)}")
-            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        item = args[0] if args else Any
-        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (dict, Mapping) or tp in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise ParameterError(f"{where}: expected a mapping, got {value!r}")
-        key_type, item_type = get_args(tp) or (Any, Any)
-        return {_convert(k, key_type, where): _convert(v, item_type, f"{where}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParameterError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParameterError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp in (bool, str):
-        if not isinstance(value, tp):
-            raise ParameterError(f"{where}: expected {tp.__name__}, got {value!r}")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise ParameterError(f"{where}: expected null, got {value!r}")
-        return None
+    origin = get_origin(tp) or (tp if tp in (list, tuple, dict, Mapping) else None)
+    if origin in _BY_ORIGIN:
+        return _BY_ORIGIN[origin](value, tp, where)
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, where)
     raise TypeError(f"{where}: parameter type {tp!r} is not supported by utils.params")
+
+
+def _convert_union(value: Any, tp: Any, where: str) -> Any:
+    options = get_args(tp)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ParameterError(f"{where}: expected {_type_name(tp)}, got null")
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _convert(value, option, where)
+        except ParameterError as error:
+            errors.append(str(error))
+    raise ParameterError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of {_type_name(tp)}")
+
+
+def _convert_literal(value: Any, tp: Any, where: str) -> Any:
+    choices = get_args(tp)
+    if not any(value == c and type(value) is type(c) for c in choices):
+        raise ParameterError(f"{where}: {value!r} is not one of {', '.join(repr(c) for c in choices)}")
+    return value
+
+
+def _convert_sequence(value: Any, tp: Any, where: str) -> tuple[Any, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise ParameterError(f"{where}: expected a list, got {value!r}")
+    args = get_args(tp)
+    if get_origin(tp) is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise ParameterError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    item = args[0] if args else Any
+    return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _convert_mapping(value: Any, tp: Any, where: str) -> dict[Any, Any]:
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{where}: expected a mapping, got {value!r}")
+    key_type, item_type = get_args(tp) or (Any, Any)
+    return {_convert(k, key_type, where): _convert(v, item_type, f"{where}.{k}") for k, v in value.items()}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ParameterError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParameterError(f"{where}: expected an integer, got {value!r}")
+    return value
+
+
+def _exactly(kind: type) -> Any:
+    def check(value: Any, where: str) -> Any:
+        if not isinstance(value, kind):
+            raise ParameterError(f"{where}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    return check
+
+
+def _null(value: Any, where: str) -> None:
+    if value is not None:
+        raise ParameterError(f"{where}: expected null, got {value!r}")
+
+
+_SCALARS = {float: _number, int: _integer, bool: _exactly(bool), str: _exactly(str), type(None): _null}
+_BY_ORIGIN = {
+    Union: _convert_union,
+    types.UnionType: _convert_union,
+    Literal: _convert_literal,
+    list: _convert_sequence,
+    tuple: _convert_sequence,
+    Sequence: _convert_sequence,
+    dict: _convert_mapping,
+    Mapping: _convert_mapping,
+}

@@ -8,6 +8,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from medclip_residuals.data.folders import demo_target_refusal
+from medclip_residuals.utils.catalog import dataset_filepath
 
 
 class UnsafeDemoTargetError(RuntimeError):
@@ -27,20 +28,7 @@ class DemoTargetGuardHook:
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
         if "manifest" not in pipeline.all_outputs():
             return
-        folder = _manifest_folder(catalog)
-        refusal = demo_target_refusal(folder) if folder is not None else None
+        manifest = dataset_filepath(catalog, "manifest")
+        refusal = demo_target_refusal(Path(manifest).parent) if manifest else None
         if refusal:
             raise UnsafeDemoTargetError(refusal)
-
-
-def _manifest_folder(catalog: Any) -> Path | None:
-    """The folder that the catalog's `manifest` dataset writes into (data_root), when known."""
-    try:
-        dataset = catalog.get("manifest") if hasattr(catalog, "get") else catalog._get_dataset("manifest")
-    except Exception:  # describing a dataset must never break a run
-        return None
-    for attr in ("_filepath", "_path", "filepath", "path"):
-        value = getattr(dataset, attr, None)
-        if value:
-            return Path(str(value)).parent
-    return None
