@@ -2,6 +2,8 @@
 
 - `contract`: reading and validating manifest.csv and localizations.csv.
 - `labels`: the CheXpert findings, the localization columns and the uncertainty policy.
+- `targets`: labels as binary targets, the split by patient and the choice of targets.
+- `patient_split`: the seeded train/test patient split of encoder training.
 - `report_labels`: CheXpert labels from report text (mentions, negation, uncertainty).
 - `images`: decoding PNG, JPEG and DICOM to grey float32 in [0, 1].
 - `preprocess`: MedCLIP's preprocessing (torch) and its inverse geometry for heatmaps.

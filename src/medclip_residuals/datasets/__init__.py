@@ -7,7 +7,8 @@
   missing file loads as an empty table instead of failing.
 - MedCLIPEncoderDataset: a MedCLIP model (the `medclip` package's classes) saved as
   safetensors with its backbone configuration and tokenizer, versioned.
-- TensorDictDataset: named arrays in one safetensors file (heads, heatmaps), versioned.
+- TensorDictDataset: named arrays in one safetensors file (heads, maps), versioned.
+- HeatmapStoreDataset (heatmap_store): heatmaps written and read back in chunks.
 """
 
 from importlib import import_module
