@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # The whole demo. The phantom dataset and the demo encoder are made once (skipped when they
 # exist); the analysis (`kedro run`, the __default__ pipeline) writes a new version each time.
 run: $(STAMP)
-	$(BIN)/kedro run --pipelines demo_data,data_validation,encoder_training --only-missing-outputs
+	$(BIN)/kedro run --pipelines demo_data,data_validation,study_design,encoder_training --only-missing-outputs
 	$(BIN)/kedro run
 
 # Debian's chromium for the kedro-viz browser test (Playwright cannot download its own here).

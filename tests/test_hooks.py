@@ -147,10 +147,8 @@ def test_an_encoder_trained_in_the_run_records_what_it_was_trained_on(tmp_path):
     root = tmp_path / "demo"
     _mark_demo(root)
     hook = _provenance_hook(root, root, tmp_path)
-    split = pd.DataFrame({"image_id": list("abcde"), "patient_id": ["p1", "p1", "p2", "p3", "p3"],
-                          "split": ["train", "train", "train", "test", "test"]})
-    hook.before_dataset_saved("encoder_split", split, None)
-    encoder = SimpleNamespace(profile="demo", trained_on={})
+    # train_encoder records its images and patients; the hook adds where they came from
+    encoder = SimpleNamespace(profile="demo", trained_on={"images": 3, "patients": 2})
     hook.before_dataset_saved("medclip_encoder", encoder, None)
     assert encoder.trained_on == {"data_root": str(root), "demo_dataset": True, "images": 3, "patients": 2}
     metrics: dict = {}
@@ -159,6 +157,9 @@ def test_an_encoder_trained_in_the_run_records_what_it_was_trained_on(tmp_path):
     hook.before_dataset_saved("encoder_training_metrics", metrics, None)
     assert metrics["provenance"]["encoder"]["trained_on"]["images"] == 3
     assert describe_trained_on(encoder.trained_on) == f"the demo phantoms at {root}, 3 images of 2 patients"
+    published = SimpleNamespace(profile="medclip_vit", trained_on={"dataset": "MIMIC-CXR and CheXpert"})
+    hook.before_dataset_saved("medclip_encoder", published, None)
+    assert published.trained_on == {"dataset": "MIMIC-CXR and CheXpert"}  # not trained here: left as it is
 
 
 def test_the_demo_profile_on_a_users_data_root_is_said_at_the_start(tmp_path, caplog):

@@ -34,9 +34,11 @@ def test_an_unknown_group_is_refused_with_the_known_ones(project_parameters):
         check_parameters({**project_parameters, "explainabilty": {}})
 
 
-def test_a_group_that_moved_says_where(project_parameters):
-    with pytest.raises(ParameterError, match=r"'residual_1' is gone; its keys live in study_design"):
-        check_parameters({**project_parameters, "residual_1": {"targets": "auto"}})
+def test_a_key_that_moved_says_where(project_parameters):
+    with pytest.raises(ParameterError, match=r"residual_1.targets moved to study_design.targets"):
+        check_parameters({**project_parameters, "residual_1": {**project_parameters["residual_1"], "targets": "auto"}})
+    with pytest.raises(ParameterError, match=r"encoder_training.test_fraction moved to study_design.split.fractions"):
+        check_parameters({**project_parameters, "encoder_training": {**project_parameters["encoder_training"], "test_fraction": 0.2}})
 
 
 def test_a_wrong_key_inside_a_group_is_named(project_parameters):

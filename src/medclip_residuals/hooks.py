@@ -144,7 +144,6 @@ class RunProvenanceHook:
         self._profile: str | None = None
         self._catalog: Any = None
         self._encoder: dict[str, Any] | None = None
-        self._training_images: dict[str, int] | None = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -154,7 +153,7 @@ class RunProvenanceHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
-        self._catalog, self._encoder, self._training_images = catalog, None, None
+        self._catalog, self._encoder = catalog, None
         if self._data_root is None or self._profile != "demo" or self._is_demo_root(pipeline):
             return
         if not ENCODER_PRODUCTS & set(pipeline.datasets()):
@@ -205,12 +204,10 @@ class RunProvenanceHook:
     def before_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
         if dataset_name in RAW_DATASETS or self._data_root is None:
             return
-        if dataset_name == "encoder_split" and isinstance(data, pd.DataFrame) and "split" in data:
-            train = data[data["split"] == "train"]
-            self._training_images = {"images": int(len(train)), "patients": int(train["patient_id"].nunique())}
         if dataset_name == "medclip_encoder":
-            if hasattr(data, "trained_on") and not data.trained_on:
-                data.trained_on = self._training_record()
+            if hasattr(data, "trained_on") and "data_root" not in data.trained_on and "dataset" not in data.trained_on:
+                # trained in this run (train_encoder records its images and patients)
+                data.trained_on = {**self._training_record(), **data.trained_on}
             self._encoder = encoder_record(data)
             return
         record: dict[str, Any] = {"data_root": self._data_root}
@@ -229,9 +226,7 @@ class RunProvenanceHook:
 
     def _training_record(self) -> dict[str, Any]:
         """What an encoder trained in this run was trained on."""
-        record: dict[str, Any] = {"data_root": self._data_root, "demo_dataset": is_demo_folder(self._data_root)}
-        record.update(self._training_images or {})
-        return record
+        return {"data_root": self._data_root, "demo_dataset": is_demo_folder(self._data_root)}
 
 
 def describe_trained_on(trained_on: dict[str, Any] | None) -> str:

@@ -23,14 +23,19 @@ PARAMETER_CLASSES: dict[str, str] = {
     "embedding": "medclip_residuals.pipelines.embedding.params:EmbeddingParams",
     "phenotyping": "medclip_residuals.pipelines.phenotyping.params:PhenotypingParams",
     "study_design": "medclip_residuals.pipelines.study_design.params:StudyDesignParams",
+    "residual_1": "medclip_residuals.pipelines.residual_1.params:Residual1Params",
     "residual_2": "medclip_residuals.pipelines.residual_2.params:Residual2Params",
     "explainability": "medclip_residuals.pipelines.explainability.params:ExplainabilityParams",
 }
 # Shared scalars (conf/base/parameters.yml).
 SCALAR_PARAMETERS: dict[str, type] = {"data_root": str, "seed": int, "device": str}
-# Groups of earlier versions, and where their keys live now.
-MOVED_GROUPS: dict[str, str] = {
-    "residual_1": "study_design (targets, split, classifier, bootstrap; residual_1 has no parameters of its own)",
+# Keys of earlier versions -> where they live now.
+MOVED_KEYS: dict[str, str] = {
+    **{f"residual_1.{key}": f"study_design.{key}" for key in (
+        "targets", "auto_exclude", "min_positives", "min_negatives", "uncertainty_policy", "split", "bootstrap")},
+    "residual_1.logistic": "study_design.classifier",
+    "residual_2.bootstrap": "study_design.bootstrap",
+    "encoder_training.test_fraction": "study_design.split.fractions",
 }
 
 
@@ -44,14 +49,15 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     """Parse every group of `params`; returns group -> typed value (scalars as given).
 
     Raises:
-        ParameterError: an unknown group (or one that moved), a scalar of the wrong type, or
-            the first problem of a group, naming the key.
+        ParameterError: an unknown group, a key that moved (naming where it lives now), a
+            scalar of the wrong type, or the first problem of a group, naming the key.
     """
     known = sorted([*PARAMETER_CLASSES, *SCALAR_PARAMETERS])
     typed: dict[str, Any] = {}
     for group, value in params.items():
-        if group in MOVED_GROUPS:
-            raise ParameterError(f"parameters: the group {group!r} is gone; its keys live in {MOVED_GROUPS[group]}")
+        moved = [f"{group}.{key}" for key in (value if isinstance(value, Mapping) else ()) if f"{group}.{key}" in MOVED_KEYS]
+        if moved:
+            raise ParameterError("parameters: " + "; ".join(f"{old} moved to {MOVED_KEYS[old]}" for old in moved))
         if group in SCALAR_PARAMETERS:
             expected = SCALAR_PARAMETERS[group]
             if not isinstance(value, expected) or isinstance(value, bool):

@@ -9,10 +9,10 @@ from kedro.pipeline import Pipeline
 PIPELINE_ORDER = (
     "demo_data",
     "data_validation",
+    "study_design",
     "encoder_training",
     "embedding",
     "phenotyping",
-    "study_design",
     "residual_1",
     "residual_2",
     "explainability",

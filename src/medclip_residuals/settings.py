@@ -4,11 +4,17 @@ from kedro.config import OmegaConfigLoader
 
 from medclip_residuals.hooks import MissingInputsHook, ParametersCheckHook, ProgressLoggingHook, RunProvenanceHook
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
+from medclip_residuals.pipelines.study_design.hooks import StudySplitGuardHook
 
 # Kedro calls hooks last registered first: the parameters are checked first, and the demo-data
 # guard speaks before the missing-input check.
 HOOKS = (
-    MissingInputsHook(), DemoTargetGuardHook(), RunProvenanceHook(), ProgressLoggingHook(), ParametersCheckHook(),
+    MissingInputsHook(),
+    DemoTargetGuardHook(),
+    RunProvenanceHook(),
+    StudySplitGuardHook(),
+    ProgressLoggingHook(),
+    ParametersCheckHook(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

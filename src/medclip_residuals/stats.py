@@ -27,6 +27,8 @@ _PAIR_STATISTICS = ("roc_auc", "accuracy")
 _VALUE_STATISTICS = ("mean", "median")
 # Resample matrices are built in blocks of about this many cells, to bound memory.
 _BLOCK_CELLS = 4_000_000
+# The power of the minimum detectable difference that paired tests report.
+MDD_POWER = 0.8
 
 
 def roc_auc(y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -189,6 +191,12 @@ def paired_bootstrap_test(
     The two-sided p-value is twice the share of resampled differences on the far side of
     zero, capped at 1 (the percentile-bootstrap test). 0.0 means that no resample crossed
     zero: read it as p < 1 / n_valid, not as p = 0.
+
+    The power statement: `standard_error` is the bootstrap standard deviation of the
+    difference, and `minimum_detectable_difference` = (z_(1 - alpha/2) + z_power) x that
+    standard error, the smallest true difference this test set would detect with
+    probability `power` (MDD_POWER) at the two-sided level 1 - confidence (normal
+    approximation to the bootstrap distribution).
     """
     y_true, score_a = _as_arrays((y_true, score_a))
     _, score_b = _as_arrays((y_true.astype(float), score_b))
@@ -220,8 +228,10 @@ def paired_bootstrap_test(
     if len(valid):
         low, high = np.quantile(valid, [alpha, 1 - alpha])
         p_value = min(1.0, 2 * min(np.mean(valid <= 0), np.mean(valid >= 0)))
+        standard_error = float(np.std(valid, ddof=1)) if len(valid) > 1 else np.nan
     else:
-        low = high = p_value = np.nan
+        low = high = p_value = standard_error = np.nan
+    detectable = (scipy_stats.norm.ppf(1 - alpha) + scipy_stats.norm.ppf(MDD_POWER)) * standard_error
     return {
         "method": "paired bootstrap",
         "statistic": statistic if isinstance(statistic, str) else getattr(statistic, "__name__", "callable"),
@@ -229,6 +239,9 @@ def paired_bootstrap_test(
         "low": float(low),
         "high": float(high),
         "p_value": float(p_value),
+        "standard_error": float(standard_error),
+        "minimum_detectable_difference": float(detectable),
+        "power": MDD_POWER,
         "confidence": confidence,
         "n_resamples": int(n_resamples),
         "n_valid": int(len(valid)),

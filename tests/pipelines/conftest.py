@@ -59,5 +59,13 @@ def study_design_params(study_module, base_params):
 
 
 @pytest.fixture
+def study_split(study, study_design_params):
+    """The study's roles, made by the study_design node (seed 1234)."""
+    from medclip_residuals.pipelines.study_design.nodes import make_study_split
+
+    return make_study_split(study["image_manifest"], study_design_params, 1234)
+
+
+@pytest.fixture
 def residual_2_params(study_module, base_params):
     return base_params("residual_2", study_module.RESIDUAL_2_OVERRIDES)

@@ -32,6 +32,7 @@ from medclip_residuals.data.labels import (
     CHEXPERT_FINDINGS,
     LOCALIZATION_COLUMNS,
     LOCALIZATION_EXTRA_COLUMNS,
+    outcome_columns,
 )
 
 MANIFEST_FILE = "manifest.csv"
@@ -47,6 +48,8 @@ ON_UNREADABLE_POLICIES: tuple[str, ...] = ("error", "skip")
 _LABEL_VALUES = {
     "1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "-1": -1.0, "-1.0": -1.0, "": math.nan,
 }
+# Outcomes from the hospital record (`outcome:<name>` columns): empty = unknown, left out.
+_OUTCOME_VALUES = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "": math.nan}
 _MESSAGE_LIMIT = 200  # problems spelled out in the message; all of them stay in `.problems`
 
 
@@ -685,8 +688,9 @@ def _check_image_paths(ledger: _Ledger, manifest: pd.DataFrame, paths: list[str]
 
 
 def _parse_labels(ledger: _Ledger, manifest: pd.DataFrame) -> dict[str, list[float]]:
-    """The manifest's CheXpert label columns as floats (1, 0, -1, NaN), in CheXpert's order;
-    a value other than 1, 0, -1 or empty is a problem (and NaN)."""
+    """The manifest's CheXpert label columns as floats (1, 0, -1, NaN), in CheXpert's order,
+    then its outcome columns (`outcome:<name>`: 1, 0, NaN = unknown) in the file's order; a
+    value outside those is a problem (and NaN)."""
     labels: dict[str, list[float]] = {}
     for name in (name for name in CHEXPERT_FINDINGS if name in manifest.columns):
         values = _strings(manifest, name)
@@ -694,6 +698,12 @@ def _parse_labels(ledger: _Ledger, manifest: pd.DataFrame) -> dict[str, list[flo
             if text not in _LABEL_VALUES:
                 ledger.add(MANIFEST_FILE, position, name, f"label value {text!r} is not one of 1, 0, -1 or empty")
         labels[name] = [_LABEL_VALUES.get(text, math.nan) for text in values]
+    for name in outcome_columns(list(manifest.columns)):
+        values = _strings(manifest, name)
+        for position, text in enumerate(values):
+            if text not in _OUTCOME_VALUES:
+                ledger.add(MANIFEST_FILE, position, name, f"outcome value {text!r} is not one of 1, 0 or empty (unknown)")
+        labels[name] = [_OUTCOME_VALUES.get(text, math.nan) for text in values]
     return labels
 
 

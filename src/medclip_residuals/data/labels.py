@@ -1,5 +1,6 @@
-"""The project's label convention: the CheXpert findings, the localization table's columns,
-and the one uncertainty policy that turns CheXpert labels into training targets.
+"""The project's label convention: the CheXpert findings, the outcome columns, the
+localization table's columns, and the one uncertainty policy that turns CheXpert labels into
+training targets.
 
 CheXpert-style labels are 1 (positive), 0 (negative), -1 (uncertain) and empty (not
 mentioned). Every consumer (the encoder's label matching, the residual heads' targets)
@@ -31,6 +32,10 @@ CHEXPERT_FINDINGS: tuple[str, ...] = (
     "Fracture",
     "Support Devices",
 )
+
+# Manifest columns from the hospital record (a diagnosis, an admission, a death): named
+# `outcome:<name>`, values 1, 0 or empty (unknown: left out, never counted as negative).
+OUTCOME_PREFIX = "outcome:"
 
 BOX_COLUMNS: tuple[str, ...] = ("x", "y", "w", "h")
 LOCALIZATION_COLUMNS: tuple[str, ...] = ("image_id", "finding", "mask_path", *BOX_COLUMNS)
@@ -64,3 +69,13 @@ def apply_uncertainty(values: pd.Series | np.ndarray | list[float], policy: str)
     y[np.isnan(y)] = 0.0
     y[uncertain] = UNCERTAIN_VALUE[policy]
     return y
+
+
+def is_outcome_column(column: str) -> bool:
+    """A column of the data contract's outcome kind (`outcome:<name>`)."""
+    return str(column).startswith(OUTCOME_PREFIX)
+
+
+def outcome_columns(columns: list[str] | tuple[str, ...]) -> list[str]:
+    """The outcome columns among `columns`, in their order."""
+    return [c for c in columns if is_outcome_column(c)]

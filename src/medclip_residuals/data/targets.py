@@ -1,14 +1,17 @@
-"""The study's targets: CheXpert labels as 0/1 targets, the split by patient, the target choice.
+"""The study's targets: manifest columns as 0/1 targets, and the choice of targets.
 
-The residual heads (residual_1, residual_2) are fitted and scored on one split and one list
-of targets, made once by the `study_design` pipeline:
+A target is any binary column of the manifest: a CheXpert finding (1, 0, -1 uncertain,
+empty = not mentioned, which counts as negative) or an outcome from the hospital record
+(a column named `outcome:<name>`, e.g. `outcome:heart_failure`: 1, 0, or empty = unknown,
+which leaves the image out), or another column the parameters name (validated the same way
+as an outcome). The residual heads are fitted on the study split's `head_train` role and
+scored on `test` (data/study_split.py), with the targets chosen once by `study_design`:
 
-- `split_by_patient`: train/test by patient, stratified by the candidate targets, seeded;
 - `select_targets`: the explicit targets, or every candidate with enough positives and
-  negatives on both sides of the split, with the reasons others were left out;
+  negatives in head_train and test, with the reasons others were left out;
 - `target_rows`: the labelled images of one target, for fitting and scoring.
 
-Labels become targets through `data.labels.apply_uncertainty` (the project's one
+CheXpert labels become targets through `data.labels.apply_uncertainty` (the project's one
 uncertainty policy); a target must be binary, so a policy giving soft labels is refused.
 
 Example:
@@ -24,9 +27,8 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
-from medclip_residuals.data.labels import CHEXPERT_FINDINGS, apply_uncertainty
+from medclip_residuals.data.labels import CHEXPERT_FINDINGS, apply_uncertainty, is_outcome_column, outcome_columns
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,35 @@ def target_labels(values: pd.Series | np.ndarray, policy: str) -> np.ndarray:
     return y
 
 
+def binary_column(values: pd.Series | np.ndarray, column: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    """An outcome (or any non-CheXpert) column as 0/1 floats, NaN where unknown (left out).
+
+    Raises:
+        ValueError: a value other than 1, 0 or empty, naming the column and the first images.
+    """
+    raw = pd.Series(values).reset_index(drop=True)
+    text = raw.astype(str).str.strip()
+    empty = raw.isna().to_numpy() | text.isin(("", "nan", "None")).to_numpy()
+    numbers = pd.to_numeric(raw.where(~empty), errors="coerce").to_numpy(dtype=float)
+    bad = ~empty & ~np.isin(numbers, (0.0, 1.0))
+    if bad.any():
+        rows = np.flatnonzero(bad)[:3]
+        where = [f"image_id {ids[r]!r}" if ids is not None else f"row {r}" for r in rows]
+        raise ValueError(
+            f"target column {column!r} must hold 1, 0 or empty (unknown); {int(bad.sum())} value(s) are not, "
+            f"e.g. {', '.join(f'{w}: {raw.iloc[r]!r}' for w, r in zip(where, rows, strict=True))}"
+        )
+    return np.where(empty, np.nan, numbers)
+
+
+def target_values(manifest: pd.DataFrame, column: str, policy: str) -> np.ndarray:
+    """The 0/1/NaN target of `column` for every row of `manifest` (indexed by image_id):
+    a CheXpert finding under the uncertainty policy, any other column as 1 / 0 / unknown."""
+    if column in CHEXPERT_FINDINGS:
+        return target_labels(manifest[column], policy)
+    return binary_column(manifest[column], column, [str(i) for i in manifest.index])
+
+
 def labelled_manifest(image_manifest: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
     """image_manifest indexed by image_id (as strings), in the order of `ids`."""
     manifest = image_manifest.assign(image_id=image_manifest["image_id"].astype(str))
@@ -64,23 +95,24 @@ def labelled_manifest(image_manifest: pd.DataFrame, ids: np.ndarray) -> pd.DataF
 def candidate_targets(
     image_manifest: pd.DataFrame, targets: str | Sequence[str], auto_exclude: Sequence[str]
 ) -> tuple[list[str], bool]:
-    """(target names, explicit?): a list of names, or "auto" (every CheXpert label column
-    of the manifest, less auto_exclude).
+    """(target names, explicit?): a list of names, or "auto" (every CheXpert label column and
+    every `outcome:` column of the manifest, less auto_exclude).
 
     Raises:
         ValueError: an explicit target that the manifest lacks.
     """
     labels = [c for c in CHEXPERT_FINDINGS if c in image_manifest.columns]
+    outcomes = outcome_columns(list(image_manifest.columns))
     if targets == "auto":
         exclude = set(auto_exclude)
-        return [c for c in labels if c not in exclude], False
+        return [c for c in [*labels, *outcomes] if c not in exclude], False
     if isinstance(targets, str):
         targets = [targets]
     missing = [t for t in targets if t not in image_manifest.columns]
     if missing:
         raise ValueError(
             f"params:study_design.targets names {missing}, which image_manifest lacks "
-            f"(label columns there: {labels})"
+            f"(label columns there: {labels}; outcome columns: {outcomes})"
         )
     return list(targets), True
 
@@ -95,111 +127,78 @@ def patient_ids(manifest: pd.DataFrame, ids: np.ndarray) -> np.ndarray:
     return np.where(patients.str.strip() == "", "image:" + pd.Series(ids).to_numpy(), patients.to_numpy())
 
 
-def split_by_patient(
-    image_manifest: pd.DataFrame, ids: np.ndarray, candidates: Sequence[str], test_size: float, seed: int
-) -> pd.DataFrame:
-    """One train/test split of the images `ids`, by patient, stratified, seeded.
-
-    StratifiedGroupKFold with round(1 / test_size) folds; the first fold is the test set.
-    The stratification key is each image's pattern of positive candidate targets (uncertain
-    counts as negative here), with patterns rarer than the number of folds pooled, so that
-    every target's prevalence is kept on both sides. Without candidates, a plain group split.
-
-    Returns:
-        image_id, patient_id, split ("train" / "test"), rows in the order of `ids`.
-    """
-    manifest = labelled_manifest(image_manifest, ids)
-    patients = patient_ids(manifest, ids)
-    n_splits = max(2, round(1 / test_size))
-    n_patients = len(set(patients))
-    if n_patients < n_splits:
-        raise ValueError(f"{n_patients} patients cannot be split into {n_splits} folds (test_size {test_size})")
-    if candidates:
-        positives = np.column_stack(
-            [np.nan_to_num(target_labels(manifest[c], "u_zeros")) for c in candidates]
-        ).astype(int)
-        keys = pd.Series(["".join(map(str, row)) for row in positives])
-        counts = keys.map(pd.Series(patients).groupby(keys.to_numpy()).nunique())
-        keys[counts.to_numpy() < n_splits] = "rare"
-        if (keys == "rare").any() and pd.Series(patients[keys == "rare"]).nunique() < n_splits:
-            keys[keys == "rare"] = keys.mode().iloc[0] if (keys != "rare").any() else "all"
-        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-        _, test_rows = next(splitter.split(np.zeros(len(ids)), keys.to_numpy(), groups=patients))
-    else:  # no labels: a plain group split
-        splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-        _, test_rows = next(splitter.split(np.zeros(len(ids)), groups=patients))
-    split = np.full(len(ids), "train", dtype=object)
-    split[test_rows] = "test"
-    return pd.DataFrame({"image_id": ids, "patient_id": patients.astype(str), "split": split.astype(str)})
-
-
 def label_counts(y: np.ndarray, raw: np.ndarray) -> dict[str, int]:
-    """Positives, negatives and what became of uncertain and unmentioned labels."""
+    """Positives and negatives, and what became of uncertain and empty labels (an empty
+    CheXpert label counts as negative; an empty outcome is unknown and left out)."""
     return {
         "positive": int(np.sum(y == 1)),
         "negative": int(np.sum(y == 0)),
-        "uncertain_dropped": int(np.sum(np.isnan(y))),
+        "left_out": int(np.sum(np.isnan(y))),
         "uncertain": int(np.sum(raw == -1)),
-        "not_mentioned_as_negative": int(np.sum(np.isnan(raw))),
+        "empty": int(np.sum(np.isnan(raw))),
     }
 
 
-def _one_class_error(target: str, side: str, counts: dict[str, int], policy: str) -> ValueError:
+def _one_class_error(target: str, role: str, counts: dict[str, int], policy: str) -> ValueError:
     return ValueError(
-        f"target {target!r} has only one class in the {side} split "
+        f"target {target!r} has only one class in the {role} role "
         f"({counts['positive']} positive, {counts['negative']} negative, policy {policy}): "
         "a classifier cannot be trained or evaluated; choose other targets"
     )
 
 
+def _raw_numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
 def select_targets(
     image_manifest: pd.DataFrame,
-    data_split: pd.DataFrame,
+    study_split: pd.DataFrame,
     candidates: Sequence[str],
     explicit: bool,
     min_positives: int,
     min_negatives: int,
     policy: str,
 ) -> dict[str, Any]:
-    """The target diseases, and why others were left out.
+    """The targets of the residual heads, and why others were left out.
 
-    Explicit targets must have both classes in each split: one class is an error. Otherwise
-    a candidate is kept with at least min_positives positives and min_negatives negatives in
-    train and in test.
+    Counts are made in every role; the heads need both classes where they are fitted
+    (`head_train`) and scored (`test`). Explicit targets with one class there are an error;
+    otherwise a candidate is kept with at least min_positives positives and min_negatives
+    negatives in head_train and in test.
 
     Returns:
         targets, skipped (name -> reason), uncertainty_policy, selection (how they were
-        chosen) and counts (per target and split, `label_counts`).
+        chosen), kinds (finding / outcome / column) and counts (per target and role).
     """
-    manifest = labelled_manifest(image_manifest, data_split["image_id"].astype(str).to_numpy())
-    is_train = (data_split["split"] == "train").to_numpy()
-    chosen, skipped, counts = [], {}, {}
+    ids = study_split["image_id"].astype(str).to_numpy()
+    roles = study_split["role"].astype(str).to_numpy()
+    manifest = labelled_manifest(image_manifest, ids)
+    chosen, skipped, counts, kinds = [], {}, {}, {}
     for target in candidates:
-        raw = manifest[target].to_numpy(dtype=float)
-        y = target_labels(raw, policy)
-        counts[target] = {
-            "train": label_counts(y[is_train], raw[is_train]),
-            "test": label_counts(y[~is_train], raw[~is_train]),
-        }
-        train, test = counts[target]["train"], counts[target]["test"]
+        y = target_values(manifest, target, policy)
+        raw = _raw_numbers(manifest[target])
+        kinds[target] = "finding" if target in CHEXPERT_FINDINGS else "outcome" if is_outcome_column(target) else "column"
+        counts[target] = {role: label_counts(y[roles == role], raw[roles == role]) for role in sorted(set(roles))}
+        fit, test = (counts[target].get(role, label_counts(y[:0], raw[:0])) for role in ("head_train", "test"))
         if explicit:
-            for side, c in (("training", train), ("test", test)):
+            for role, c in (("head_train", fit), ("test", test)):
                 if c["positive"] == 0 or c["negative"] == 0:
-                    raise _one_class_error(target, side, c, policy)
-            if min(train["positive"], test["positive"]) < min_positives:
-                logger.warning("target %r has few positives (train %d, test %d)", target, train["positive"], test["positive"])
+                    raise _one_class_error(target, role, c, policy)
+            if min(fit["positive"], test["positive"]) < min_positives:
+                logger.warning("target %r has few positives (head_train %d, test %d)", target, fit["positive"], test["positive"])
             chosen.append(target)
-        elif min(train["positive"], test["positive"]) < min_positives or min(train["negative"], test["negative"]) < min_negatives:
+        elif min(fit["positive"], test["positive"]) < min_positives or min(fit["negative"], test["negative"]) < min_negatives:
             skipped[target] = (
-                f"too few examples: positives train {train['positive']} / test {test['positive']}, "
-                f"negatives train {train['negative']} / test {test['negative']} "
+                f"too few examples: positives head_train {fit['positive']} / test {test['positive']}, "
+                f"negatives head_train {fit['negative']} / test {test['negative']} "
                 f"(need >= {min_positives} positives and >= {min_negatives} negatives in each)"
             )
         else:
             chosen.append(target)
     if not chosen:
         raise ValueError(
-            "no target disease has enough examples for the residual heads: "
+            "no target has enough examples for the residual heads: "
             + "; ".join(f"{t}: {why}" for t, why in skipped.items())
             + ". Lower params:study_design.min_positives or name targets explicitly."
         )
@@ -207,16 +206,17 @@ def select_targets(
         "targets": chosen,
         "skipped": skipped,
         "uncertainty_policy": policy,
-        "selection": "explicit" if explicit else f"auto (>= {min_positives} positives, >= {min_negatives} negatives per split)",
+        "selection": "explicit" if explicit else f"auto (>= {min_positives} positives, >= {min_negatives} negatives in head_train and test)",
+        "kinds": {t: kinds[t] for t in chosen},
         "counts": counts,
     }
 
 
 def target_rows(
-    image_manifest: pd.DataFrame, data_split: pd.DataFrame, target: str, policy: str
+    image_manifest: pd.DataFrame, study_split: pd.DataFrame, target: str, policy: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image ids, 0/1 labels, is_train) of the images that have a label for `target`."""
-    ids = data_split["image_id"].astype(str).to_numpy()
-    y = target_labels(labelled_manifest(image_manifest, ids)[target], policy)
+    """(image ids, 0/1 labels, roles) of the images that have a label for `target`."""
+    ids = study_split["image_id"].astype(str).to_numpy()
+    y = target_values(labelled_manifest(image_manifest, ids), target, policy)
     keep = ~np.isnan(y)
-    return ids[keep], y[keep].astype(int), (data_split["split"] == "train").to_numpy()[keep]
+    return ids[keep], y[keep].astype(int), study_split["role"].astype(str).to_numpy()[keep]

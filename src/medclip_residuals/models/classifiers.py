@@ -37,6 +37,9 @@ from medclip_residuals.utils.params import ParameterError, Parameters
 
 logger = logging.getLogger(__name__)
 
+# The roles whose images the residual heads are fitted on (head_train) and scored on.
+HEAD_ROLES = ("head_train", "validation", "test")
+
 
 @dataclass(frozen=True)
 class ClassifierSettings(Parameters):
@@ -92,22 +95,23 @@ def fit_target(
     settings: ClassifierSettings,
     seed: int,
 ) -> tuple[Any, np.ndarray]:
-    """Fit the classifier on the train rows of `features`; (model, probabilities of all rows).
+    """Fit the classifier on the `is_train` rows of `features`; (model, probabilities of all rows).
 
     Args:
         features: an embedding table (image_id, e000..) holding every image of `ids`.
-        ids, y, is_train: the labelled images of `target`, from `data.targets.target_rows`.
+        ids, y, is_train: the labelled images of `target` and which of them the head is fitted
+            on (the study's head_train role).
         dataset: the features' catalog name, for messages.
     """
     frame = features.set_index(features["image_id"].astype(str))
     missing = [i for i in ids if i not in frame.index]
     if missing:
-        raise ValueError(f"{dataset}: {len(missing)} image ids of data_split are missing, e.g. {missing[:3]}")
+        raise ValueError(f"{dataset}: {len(missing)} image ids of study_split are missing, e.g. {missing[:3]}")
     _, x = embeddings_to_matrix(frame.loc[list(ids)].reset_index(drop=True), dataset=dataset)
     classes = np.unique(y[is_train])
     if len(classes) < 2:
         raise ValueError(
-            f"target {target!r} has one class ({classes.tolist()}) in the training split: cannot fit {dataset}'s model"
+            f"target {target!r} has one class ({classes.tolist()}) in the head_train role: cannot fit {dataset}'s model"
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", category=ConvergenceWarning)
@@ -118,13 +122,13 @@ def fit_target(
 
 
 def predictions_frame(
-    ids: np.ndarray, split: np.ndarray, target: str, y: np.ndarray, model_name: str, probability: np.ndarray
+    ids: np.ndarray, roles: np.ndarray, target: str, y: np.ndarray, model_name: str, probability: np.ndarray
 ) -> pd.DataFrame:
-    """One model's predictions: image_id, split, target, model, y_true, probability."""
+    """One model's predictions: image_id, role (of the study split), target, model, y_true, probability."""
     return pd.DataFrame(
         {
             "image_id": ids,
-            "split": split,
+            "role": roles,
             "target": target,
             "model": model_name,
             "y_true": y.astype(np.int8),
@@ -136,32 +140,36 @@ def predictions_frame(
 def fit_per_target(
     features: Mapping[str, tuple[pd.DataFrame, str]],
     image_manifest: pd.DataFrame,
-    data_split: pd.DataFrame,
+    study_split: pd.DataFrame,
     targets: Sequence[str],
     policy: str,
     settings: ClassifierSettings,
     seed: int,
 ) -> tuple[dict[tuple[str, str], Any], pd.DataFrame]:
-    """For every target, the classifier on each kind of features, and all their predictions.
+    """For every target, the classifier on each kind of features (fitted on the head_train
+    role), and their predictions on the labelled images of head_train, validation and test.
 
     Args:
         features: model name -> (embedding table, its catalog name), e.g.
             {"image": (image_embeddings, "image_embeddings")}.
+        study_split: the study's roles (the encoder_train role is left out: the encoder has
+            seen those images).
         targets, policy: from `residual_targets` (study_design).
 
     Returns:
         the fitted models keyed (target, model name), targets in order and then models,
-        and the predictions on every labelled image (`predictions_frame` rows).
+        and the predictions (`predictions_frame` rows).
     """
+    heads_split = study_split[study_split["role"].isin(HEAD_ROLES)]
     models: dict[tuple[str, str], Any] = {}
     frames = []
     for target in targets:
-        ids, y, is_train = target_rows(image_manifest, data_split, target, policy)
-        split = np.where(is_train, "train", "test")
+        ids, y, roles = target_rows(image_manifest, heads_split, target, policy)
+        is_train = roles == "head_train"
         for model_name, (table, dataset) in features.items():
             model, probability = fit_target(table, ids, y, is_train, target, dataset, settings, seed)
             models[(target, model_name)] = model
-            frames.append(predictions_frame(ids, split, target, y, model_name, probability))
+            frames.append(predictions_frame(ids, roles, target, y, model_name, probability))
     return models, pd.concat(frames, ignore_index=True)
 
 
@@ -193,15 +201,16 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fit_map(
-    images: np.ndarray, w: np.ndarray, is_train: np.ndarray, settings: MapSettings, seed: int
+    images: np.ndarray, w: np.ndarray, roles: np.ndarray, settings: MapSettings, seed: int
 ) -> tuple[Any, dict[str, Any]]:
-    """Fit f: i -> w on the training rows only; (fitted estimator, fit diagnostics).
+    """Fit f: i -> w on the head_train rows only; (fitted estimator, fit diagnostics).
 
     Diagnostics: model, in/out features, n_train, R^2 and the mean cosine of f(i) to w on
-    train and (when there are test rows) test, and the ridge alpha used.
+    head_train and (when there are test rows) test, and the ridge alpha used.
     """
+    is_train, is_test = roles == "head_train", roles == "test"
     if is_train.sum() < 2:
-        raise ValueError(f"data_split has {int(is_train.sum())} training images: too few to fit f: i -> w")
+        raise ValueError(f"study_split has {int(is_train.sum())} head_train images: too few to fit f: i -> w")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", category=ConvergenceWarning)
         estimator = map_estimator(settings, seed).fit(images[is_train], w[is_train])
@@ -216,9 +225,9 @@ def fit_map(
         "r2_train": float(r2_score(w[is_train], predicted[is_train])),
         "cosine_train": _cosine(predicted[is_train], w[is_train]),
     }
-    if (~is_train).any():
-        diagnostics["r2_test"] = float(r2_score(w[~is_train], predicted[~is_train])) if (~is_train).sum() > 1 else None
-        diagnostics["cosine_test"] = _cosine(predicted[~is_train], w[~is_train])
+    if is_test.any():
+        diagnostics["r2_test"] = float(r2_score(w[is_test], predicted[is_test])) if is_test.sum() > 1 else None
+        diagnostics["cosine_test"] = _cosine(predicted[is_test], w[is_test])
     if hasattr(estimator, "alpha_"):
         diagnostics["ridge_alpha"] = float(estimator.alpha_)
     elif isinstance(estimator, Ridge):

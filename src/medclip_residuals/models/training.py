@@ -41,8 +41,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS, apply_uncertainty
-from medclip_residuals.data.patient_split import TRAIN, require_columns, rows_in_split
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD
+from medclip_residuals.data.study_split import rows_in_role
 from medclip_residuals.models.encoder import MedCLIPEncoder, eval_mode
 from medclip_residuals.models.image_source import ImageSource, as_image_source
 from medclip_residuals.models.medclip_loader import EncoderParams, build_demo_encoder, load_encoder
@@ -95,13 +95,18 @@ class ContrastiveTraining(Parameters):
 # --------------------------------------------------------------------------------------------
 
 
-def training_pairs(image_manifest: pd.DataFrame, encoder_split: pd.DataFrame) -> pd.DataFrame:
-    """The training patients' images that have a report, sorted by image_id."""
-    require_columns(image_manifest, ("image_id", "image_path", "report"), "image_manifest")
-    rows = rows_in_split(image_manifest, encoder_split, TRAIN)
+def training_pairs(image_manifest: pd.DataFrame, study_split: pd.DataFrame) -> pd.DataFrame:
+    """The images of the study's `encoder_train` role that have a report, sorted by image_id."""
+    missing = [c for c in ("image_id", "image_path", "report") if c not in image_manifest.columns]
+    if missing:
+        raise ValueError(f"image_manifest lacks the column(s) {missing}; it has {list(image_manifest.columns)}")
+    rows = rows_in_role(image_manifest, study_split, "encoder_train")
     rows = rows[rows["report"].fillna("").astype(str).str.strip() != ""].reset_index(drop=True)
     if len(rows) < 2:
-        raise ValueError(f"{len(rows)} training image(s) with a report: contrastive training needs at least 2")
+        raise ValueError(
+            f"{len(rows)} encoder_train image(s) with a report: contrastive training needs at least 2 "
+            "(study_design.split.fractions.encoder_train gives the encoder its patients)"
+        )
     return rows
 
 

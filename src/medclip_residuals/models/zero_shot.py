@@ -87,7 +87,11 @@ def prompt_vectors(encoder: MedCLIPEncoder, prompts: Sequence[str | Sequence[str
 
 
 def zero_shot_scores(
-    encoder: MedCLIPEncoder, image_embeddings: np.ndarray, labels: dict[str, np.ndarray], evaluation: ZeroShotEvaluation
+    encoder: MedCLIPEncoder,
+    image_embeddings: np.ndarray,
+    labels: dict[str, np.ndarray],
+    evaluation: ZeroShotEvaluation,
+    role: str,
 ) -> dict[str, Any]:
     """Per finding, the ROC AUC of the images' similarity to its prompt, and whether the
     lowest AUC meets `target_auc`; each AUC and the verdict are logged.
@@ -106,8 +110,8 @@ def zero_shot_scores(
             float(roc_auc_score(target[known], scores)) if positives[name] and negatives[name] else float("nan")
         )
         level = logging.INFO if aucs[name] >= target_auc else logging.WARNING
-        logger.log(level, "encoder_training: held-out AUC %-20s %.3f  (prompt %s, %d+ / %d-)",
-                   name, aucs[name], prompts[name], positives[name], negatives[name])
+        logger.log(level, "encoder_training: %s AUC %-20s %.3f  (prompt %s, %d+ / %d-)",
+                   role, name, aucs[name], prompts[name], positives[name], negatives[name])
     finite = [value for value in aucs.values() if not math.isnan(value)]
     scores = {
         "prompt_template": evaluation.prompt_template,
@@ -120,8 +124,8 @@ def zero_shot_scores(
         "meets_target": bool(finite) and min(finite) >= target_auc,
     }
     logger.info(
-        "encoder_training: held-out min AUC %.3f over %d finding(s), target %.2f: %s",
-        scores["min_auc"], len(finite), target_auc, "met" if scores["meets_target"] else "NOT met",
+        "encoder_training: %s min AUC %.3f over %d finding(s), target %.2f: %s",
+        role, scores["min_auc"], len(finite), target_auc, "met" if scores["meets_target"] else "NOT met",
     )
     return scores
 

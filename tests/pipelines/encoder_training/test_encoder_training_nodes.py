@@ -48,7 +48,7 @@ def test_evaluate_reports_held_out_auc_per_finding(tmp_path, base_params):
         rows.append({"image_id": f"img{index}", "image_path": str(path), "patient_id": f"p{index}", "report": "",
                      "Pneumonia": 1.0 if index >= 6 else 0.0, "Edema": 1.0 if index in (1, 3) else np.nan})
     manifest = pd.DataFrame(rows)
-    split = manifest[["image_id", "patient_id"]].assign(split=["train", "train"] + ["test"] * 6)
+    split = manifest[["image_id", "patient_id"]].assign(role=["encoder_train", "encoder_train"] + ["test"] * 6)
     history = pd.DataFrame({"epoch": [1, 2], "step": [1, 2], "loss": [2.0, 1.0], "learning_rate": [1e-3, 0.0],
                             "temperature": [0.07, 0.07], "seconds": [1.0, 2.0]})
     metrics = evaluate_encoder(_LabelEncoder(), manifest, split, history, base_params("encoder_training"), "cpu")

@@ -39,7 +39,7 @@ TINY_ENCODER = {
     },
 }
 TRAINING = {
-    "test_fraction": 0.25, "epochs": 8, "batch_size": 4, "learning_rate": 3e-3, "warmup_epochs": 0.5,
+    "epochs": 8, "batch_size": 4, "learning_rate": 3e-3, "warmup_epochs": 0.5,
     "augment": {"rotate_degrees": 3, "scale": 0.0, "translate": 0.03, "brightness": 0.0, "contrast": 0.0,
                 "noise": 0.01},
     "cache_workers": 1,
@@ -76,9 +76,16 @@ class _Kept(MemoryDataset):
         pass
 
 
+def _study_split(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Patients p0-p5 train the encoder (12 images), p6 and p7 are the test role (4 images)."""
+    roles = np.where(manifest["patient_id"].isin(["p6", "p7"]), "test", "encoder_train")
+    return manifest[["image_id", "patient_id"]].assign(role=roles)
+
+
 def _catalog(tmp_path: Path, manifest: pd.DataFrame, encoder: dict, training: dict) -> DataCatalog:
     return DataCatalog({
         "image_manifest": MemoryDataset(manifest),
+        "study_split": MemoryDataset(_study_split(manifest)),
         "params:encoder": MemoryDataset(encoder),
         "params:encoder_training": MemoryDataset(training),
         "params:seed": MemoryDataset(3),
@@ -86,7 +93,7 @@ def _catalog(tmp_path: Path, manifest: pd.DataFrame, encoder: dict, training: di
         "medclip_encoder": MedCLIPEncoderDataset(filepath=str(tmp_path / "medclip_encoder"), version=Version(None, None)),
         "encoder_training_metrics": JSONDataset(filepath=str(tmp_path / "metrics.json")),
         "encoder_training_history": CSVDataset(filepath=str(tmp_path / "history.csv"), save_args={"index": False}),
-        "encoder_split": ParquetDataset(filepath=str(tmp_path / "split.parquet")),
+        "encoder_training_images": ParquetDataset(filepath=str(tmp_path / "trained_on.parquet")),
         "encoder_loss_curve": MatplotlibDataset(filepath=str(tmp_path / "loss.png")),
     })
 
@@ -97,9 +104,10 @@ def test_pipeline_trains_saves_and_measures(tmp_path, base_params):
     catalog = _catalog(tmp_path, manifest, base_params("encoder", TINY_ENCODER), base_params("encoder_training", TRAINING))
     SequentialRunner().run(create_pipeline(), catalog)
 
-    split = catalog.load("encoder_split")
-    assert split.groupby("patient_id")["split"].nunique().max() == 1
-    assert (split["split"] == "test").sum() == 4  # 2 of 8 patients, 2 images each
+    split = catalog.load("study_split")
+    trained_on = catalog.load("encoder_training_images")
+    assert set(trained_on["patient_id"]) == {f"p{j}" for j in range(6)}  # the encoder_train role, no other
+    assert len(trained_on) == 12
 
     history = catalog.load("encoder_training_history")
     assert history["step"].tolist() == list(range(1, 25))  # 12 training images, batches of 4, 8 epochs
@@ -123,7 +131,8 @@ def test_pipeline_trains_saves_and_measures(tmp_path, base_params):
     # separable toy (a bright blob or not): every held-out sick image ranks above every healthy one
     assert metrics["auc"]["Pneumonia"] == 1.0 and metrics["meets_target"] is True
     # the metric is the saved encoder's: recompute it from the held-out images and the prompt
-    held_out = manifest[manifest["image_id"].isin(split.loc[split["split"] == "test", "image_id"])]
+    assert metrics["role"] == {"role": "test", "images": 4, "patients": 2} and metrics["validation"] is None
+    held_out = manifest[manifest["image_id"].isin(split.loc[split["role"] == "test", "image_id"])]
     pixels = torch.stack([preprocess_image(path, 32) for path in held_out["image_path"]])
     with torch.inference_mode():
         images = trained.encode_images(pixels).numpy()
@@ -154,9 +163,9 @@ def test_streamed_images_give_the_cached_run_s_numbers(tmp_path, caplog, base_pa
             "metrics": json.loads((where / "metrics.json").read_text()),
         }
     assert "12 training images cached in memory (0.0 MB as float16, image_cache_mb 1000)" in runs[1000]["log"]
-    assert "4 held-out images cached in memory" in runs[1000]["log"]
+    assert "4 test images cached in memory" in runs[1000]["log"]
     assert "12 training images streamed from disk per batch (1 DataLoader workers)" in runs[0]["log"]
-    assert "over image_cache_mb 0" in runs[0]["log"] and "4 held-out images streamed" in runs[0]["log"]
+    assert "over image_cache_mb 0" in runs[0]["log"] and "4 test images streamed" in runs[0]["log"]
     cached, streamed = runs[1000], runs[0]
     assert cached["state"].keys() == streamed["state"].keys()
     for key, value in cached["state"].items():

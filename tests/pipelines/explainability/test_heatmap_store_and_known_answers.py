@@ -106,6 +106,7 @@ def bright(tmp_path_factory: pytest.TempPathFactory, base_params) -> dict:
     tensors, metadata = heads_to_tensors({"Pneumonia/image": head})
     inputs = {
         "medclip_encoder": BrightnessEncoder(), "image_manifest": manifest, "image_localizations": localizations,
+        "study_split": manifest[["image_id", "patient_id"]].assign(role="test"),
         "residual_1_heads": {"tensors": tensors, "metadata": metadata}, "residual_2_heads": None,
         "phenotype_sentence_embeddings": matrix_to_embeddings(manifest["image_id"].tolist(), np.zeros((5, 2))),
         "params:seed": 0, "params:device": "cpu",

@@ -157,9 +157,11 @@ def make_study(
 PHENOTYPING_OVERRIDES = {"chunk_size": 64}
 
 STUDY_DESIGN_OVERRIDES = {
+    "targets": "auto",
     "min_positives": 10,
     "min_negatives": 10,
-    "split": {"test_size": 0.3},
+    # no encoder training here: head_train, validation and test only, in steps of 1/10
+    "split": {"fractions": {"encoder_train": 0.0, "head_train": 0.6, "validation": 0.1, "test": 0.3}, "folds": 10},
     "classifier": {"max_iter": 2000},
     "bootstrap": {"n_resamples": 200},
 }

@@ -24,6 +24,12 @@ PHRASES = ["Pneumonia", "Edema", "left", "right"]
 NO_MENTIONS = pd.DataFrame(columns=["image_id", "finding", "status", "text", "sentence", "sentence_text", "side", "zone"])
 
 
+def all_test(manifest: pd.DataFrame) -> pd.DataFrame:
+    """A study split that puts every image of `manifest` in the test role (one patient each)."""
+    ids = manifest["image_id"].astype(str)
+    return pd.DataFrame({"image_id": ids, "patient_id": ids, "role": "test"})
+
+
 def frames(images=IMAGES, vocab=VOCAB, phrases=PHRASES):
     ids = [f"img{j}" for j in range(len(images))]
     manifest = pd.DataFrame({"image_id": ids, "patient_id": ids, "report": ""})
@@ -164,7 +170,7 @@ def test_report_source_takes_affirmed_findings_with_their_sentences_locations(ma
         embed_phenotypes(scores, vocab, manifest, mentions, RecordingEncoder(), make_params(source="report", report_fallback="error"))
     with pytest.raises(ValueError, match="phenotyping.report_uncertain: 'yes' is not one of"):
         embed_phenotypes(scores, vocab, manifest, mentions, RecordingEncoder(), make_params(source="report", report_uncertain="yes"))
-    metrics = evaluate_phenotypes(scores, vocab, w, manifest, pd.DataFrame(), make_params(source="report"))
+    metrics = evaluate_phenotypes(scores, vocab, w, manifest, pd.DataFrame(), all_test(manifest), make_params(source="report"))
     assert metrics["phenotype_sources"] == {"fallback": 1, "report": 2}
 
 
@@ -197,7 +203,7 @@ def _evaluation_case(make_params):
     params = make_params()
     params["evaluation"]["location_phrases"] = {"left": {"side": "left"}, "right": {"side": "right"}, "near the heart": {"zone": "heart"}}
     w = pd.DataFrame({"image_id": ["img0", "img1"], "phenotype_source": "predicted", "e000": [0.0, 0.0]})
-    return scores, vocab, w, manifest, localizations, params
+    return scores, vocab, w, manifest, localizations, all_test(manifest), params
 
 
 def test_evaluation_known_answer_and_exact_chance(make_params):
@@ -227,13 +233,13 @@ def test_evaluation_known_answer_and_exact_chance(make_params):
 
 def test_chance_rates_agree_with_random_draws(make_params):
     """The hypergeometric chance rates equal the averages over every possible k-subset."""
-    scores, vocab, w, manifest, localizations, params = _evaluation_case(make_params)
-    chance = evaluate_phenotypes(scores, vocab, w, manifest, localizations, params)["evaluation"]["all"]["chance"]
+    scores, vocab, w, manifest, localizations, _, params = _evaluation_case(make_params)
+    chance = evaluate_phenotypes(scores, vocab, w, manifest, localizations, all_test(manifest), params)["evaluation"]["all"]["chance"]
     subsets = list(itertools.combinations(range(4), 2))
     observed = {"precision_at_k": [], "recall_at_k": [], "hit_rate_at_k": []}
     for first, second in itertools.product(subsets, repeat=2):
         table = scores.assign(index_1=[first[0], second[0]], index_2=[first[1], second[1]])
-        result = evaluate_phenotypes(table, vocab, w, manifest, localizations, params)["evaluation"]["all"]
+        result = evaluate_phenotypes(table, vocab, w, manifest, localizations, all_test(manifest), params)["evaluation"]["all"]
         for key, values in observed.items():
             values.append(result[key])
     for key, values in observed.items():
@@ -241,15 +247,15 @@ def test_chance_rates_agree_with_random_draws(make_params):
 
 
 def test_evaluation_without_ground_truth_says_so(make_params):
-    scores, vocab, w, manifest, _, params = _evaluation_case(make_params)
-    metrics = evaluate_phenotypes(scores, vocab, w, manifest[["image_id", "report"]], pd.DataFrame(), params)
+    scores, vocab, w, manifest, _, _, params = _evaluation_case(make_params)
+    metrics = evaluate_phenotypes(scores, vocab, w, manifest[["image_id", "report"]], pd.DataFrame(), all_test(manifest), params)
     assert metrics["evaluation"].startswith("not available")
 
 
 def test_combined_location_phrase_needs_everything_it_names(make_params):
-    scores, vocab, w, manifest, localizations, params = _evaluation_case(make_params)
+    scores, vocab, w, manifest, localizations, _, params = _evaluation_case(make_params)
     params = copy.deepcopy(params)
     params["evaluation"]["location_phrases"]["left"] = {"side": "left", "zone": "lower"}
-    metrics = evaluate_phenotypes(scores, vocab, w, manifest, localizations, params)
+    metrics = evaluate_phenotypes(scores, vocab, w, manifest, localizations, all_test(manifest), params)
     # img0's localization says left but no zone: "left" (now "left lower") is not correct
     assert metrics["evaluation"]["locations"]["precision_at_k"] == 0.0

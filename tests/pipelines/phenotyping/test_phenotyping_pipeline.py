@@ -9,7 +9,9 @@ from medclip_residuals.pipelines.phenotyping import create_pipeline
 
 
 def run_phenotyping(study_module, study, params, device="cpu"):
-    inputs = dict(study, **{"params:phenotyping": params, "params:device": device})
+    # the metrics are computed on the test role: here every image is a test image
+    study_split = {"study_split": study["image_manifest"][["image_id", "patient_id"]].assign(role="test")}
+    inputs = dict(study, **study_split, **{"params:phenotyping": params, "params:device": device})
     return study_module.run_pipeline(create_pipeline(), inputs)
 
 

@@ -1,4 +1,4 @@
-"""residual_1 nodes: residual arithmetic, heads, metrics (on study_design's split and targets)."""
+"""residual_1 nodes: residual arithmetic, heads, metrics (on study_design's roles and targets)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from medclip_residuals.models.heads import heads_from_tensors
 from medclip_residuals.pipelines.residual_1.nodes import compute_residuals_1, evaluate_residual_1, train_residual_1
-from medclip_residuals.pipelines.study_design.nodes import select_targets, split_by_patient
+from medclip_residuals.pipelines.study_design.nodes import select_targets
 from medclip_residuals.utils.frames import matrix_to_embeddings
 
 
@@ -29,15 +29,15 @@ def test_residuals_are_i_minus_w_aligned_by_id():
         compute_residuals_1(images, broken)
 
 
-def test_heads_reproduce_the_predictions(study, study_design_params):
-    split = split_by_patient(study["image_manifest"], study["image_embeddings"], study_design_params, 1234)
+def test_heads_reproduce_the_predictions(study, study_design_params, study_split):
+    split = study_split
     targets = select_targets(study["image_manifest"], split, dict(study_design_params, targets=["Pneumonia"]))
     residuals = compute_residuals_1(study["image_embeddings"], study["phenotype_sentence_embeddings"])
     heads, predictions = train_residual_1(
         study["image_embeddings"], residuals, study["image_manifest"], split, targets, study_design_params, 1234
     )
     assert set(predictions["model"]) == {"image", "residual_1"}
-    assert set(predictions["split"]) == {"train", "test"}
+    assert set(predictions["role"]) == {"head_train", "validation", "test"}
     modules = heads_from_tensors(heads["tensors"], heads["metadata"])
     assert sorted(modules) == ["Pneumonia/image", "Pneumonia/residual_1"]
     image = study["image_embeddings"].set_index("image_id")
@@ -58,13 +58,15 @@ def test_evaluation_known_answer(base_params):
     perfect = y * 0.8 + 0.1
     backwards = 1 - perfect
     frames = [
-        pd.DataFrame({"image_id": [f"i{j}" for j in range(len(y))], "split": "test", "target": "T", "model": m, "y_true": y, "probability": p})
+        pd.DataFrame({"image_id": [f"i{j}" for j in range(len(y))], "role": "test", "target": "T", "model": m, "y_true": y, "probability": p})
         for m, p in (("image", backwards), ("residual_1", perfect))
     ]
+    study_split = pd.DataFrame({"image_id": [f"i{j}" for j in range(len(y))], "patient_id": "p", "role": "test"})
     metrics = evaluate_residual_1(
         pd.concat(frames), {"targets": ["T"], "skipped": {}, "selection": "explicit", "uncertainty_policy": "ignore"},
-        base_params("study_design", bootstrap={"n_resamples": 100}), 0,
+        study_split, base_params("study_design", bootstrap={"n_resamples": 100}), 0,
     )
+    assert metrics["role"] == {"role": "test", "images": len(y), "patients": 1}
     block = metrics["targets"]["T"]
     assert block["auc"]["residual_1"]["estimate"] == 1.0 and block["auc"]["image"]["estimate"] == 0.0
     assert block["residual_1_minus_image"]["difference"] == 1.0

@@ -31,6 +31,7 @@ def run(study_module, study, base_params):
         {
             "params:phenotyping": base_params("phenotyping", study_module.PHENOTYPING_OVERRIDES),
             "params:study_design": base_params("study_design", study_module.STUDY_DESIGN_OVERRIDES),
+            "params:residual_1": base_params("residual_1", sweep={"top_k": [1, 2]}),
             "params:device": "cpu",
             "params:seed": SEED,
         }
@@ -39,8 +40,8 @@ def run(study_module, study, base_params):
 
 
 def _test_scores(predictions: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(y, image scores, residual_1 scores) of the test split, rows sorted by image_id."""
-    test = predictions[(predictions["target"] == target) & (predictions["split"] == "test")]
+    """(y, image scores, residual_1 scores) of the test role, rows sorted by image_id."""
+    test = predictions[(predictions["target"] == target) & (predictions["role"] == "test")]
     wide = test.pivot(index="image_id", columns="model", values="probability").sort_index()
     y = test.drop_duplicates("image_id").set_index("image_id").loc[wide.index, "y_true"].to_numpy()
     return y, wide["image"].to_numpy(), wide["residual_1"].to_numpy()
@@ -88,7 +89,11 @@ def test_metrics_match_independent_recomputation(run, study_module):
         assert difference["method"] == "paired bootstrap"
         assert difference["difference"] == pytest.approx(roc_auc_score(y, residual) - roc_auc_score(y, image), abs=1e-12)
         d = resampled[:, 1] - resampled[:, 0]
+        d = np.where(np.abs(d) < 1e-12, 0.0, d)  # a tie is a tie, whatever the rounding of either AUC
         assert difference["p_value"] == pytest.approx(min(1.0, 2 * min(np.mean(d <= 0), np.mean(d >= 0))), abs=1e-12)
+        # the power statement: (z_0.975 + z_0.8) x the bootstrap standard error of the difference
+        assert difference["standard_error"] == pytest.approx(np.std(d, ddof=1), abs=1e-12)
+        assert difference["minimum_detectable_difference"] == pytest.approx((1.959964 + 0.841621) * np.std(d, ddof=1), rel=1e-5)
         delong = difference["delong"]
         assert (delong["auc_a"], delong["auc_b"]) == pytest.approx((roc_auc_score(y, residual), roc_auc_score(y, image)))
         if np.ptp(image) > 0 and not (delong["auc_a"] == delong["auc_b"] == 1.0):
@@ -125,7 +130,7 @@ def test_shuffled_labels_give_chance_auc(run):
 
 
 def test_outputs_are_consistent(run, study):
-    split = run["data_split"]
+    split = run["study_split"]
     predictions = run["residual_1_predictions"]
     manifest = study["image_manifest"].set_index("image_id")
     for target in TARGETS:
@@ -133,12 +138,12 @@ def test_outputs_are_consistent(run, study):
         labelled = labelled[labelled["y"].notna()]
         for model in ("image", "residual_1"):
             rows = predictions[(predictions["target"] == target) & (predictions["model"] == model)]
-            # every labelled image once, on its own side of the split, with its own label
+            # every labelled image once, in its own role, with its own label
             merged = rows.merge(labelled, on="image_id", suffixes=("", "_split"), validate="one_to_one")
             assert len(merged) == len(labelled) == len(rows)
-            assert (merged["split"] == merged["split_split"]).all()
+            assert (merged["role"] == merged["role_split"]).all()
             np.testing.assert_array_equal(merged["y_true"], merged["y"].astype(int))
-        train = predictions[(predictions["target"] == target) & (predictions["split"] == "train")]
+        train = predictions[(predictions["target"] == target) & (predictions["role"] == "head_train")]
         for model, group in train.groupby("model"):
             expected = roc_auc_score(group["y_true"], group["probability"])
             assert run["residual_1_metrics"]["targets"][target]["train_auc"][model] == pytest.approx(expected)
@@ -152,3 +157,19 @@ def test_outputs_are_consistent(run, study):
     labels = [t.get_text() for t in first.get_legend().get_texts()]
     edema = run["residual_1_metrics"]["targets"]["Edema"]["auc"]
     assert f"AUC {edema['image']['estimate']:.3f}" in labels[0] and f"AUC {edema['residual_1']['estimate']:.3f}" in labels[1]
+
+
+def test_the_sweep_covers_the_grid_and_agrees_with_the_run(run):
+    sweep = run["residual_1_sweep"]
+    assert len(sweep) == 2 * 2 * 2 * len(TARGETS)  # k in {1, 2} x strategies x sources x targets
+    assert set(sweep["k"]) == {1, 2} and set(sweep["strategy"]) == {"sentence", "mean"}
+    # the run's own setting (k 2, sentence, predicted) gives the run's own AUCs
+    own = sweep[(sweep["k"] == 2) & (sweep["strategy"] == "sentence") & (sweep["source"] == "predicted")]
+    for row in own.itertuples():
+        block = run["residual_1_metrics"]["targets"][row.target]
+        assert row.auc_residual_1 == pytest.approx(block["auc"]["residual_1"]["estimate"])
+        assert row.auc_image == pytest.approx(block["auc"]["image"]["estimate"])
+        assert row.difference == pytest.approx(block["residual_1_minus_image"]["difference"])
+        assert row.minimum_detectable_difference > 0
+    # the report source of a report that names nothing falls back to the top-k; predicted never does
+    assert (sweep.loc[sweep["source"] == "predicted", "fallback_share"] == 0).all()

@@ -1,5 +1,5 @@
-"""residual_2 nodes: f fitted on the training split only, r = f(i) - w, heads, metrics (on
-study_design's split and targets, against residual_1's predictions)."""
+"""residual_2 nodes: f fitted on the head_train role only, r = f(i) - w, heads, metrics (on
+study_design's roles and targets, against residual_1's predictions)."""
 
 from __future__ import annotations
 
@@ -21,27 +21,27 @@ from medclip_residuals.pipelines.residual_2.nodes import (
     plot_residual_2_accuracy,
     train_residual_2,
 )
-from medclip_residuals.pipelines.study_design.nodes import select_targets, split_by_patient
+from medclip_residuals.pipelines.study_design.nodes import select_targets
 
 SEED = 1234
 
 
 @pytest.fixture
-def split(study, study_design_params):
-    return split_by_patient(study["image_manifest"], study["image_embeddings"], study_design_params, SEED)
+def split(study_split):
+    return study_split
 
 
 def _matrices(study, split):
     i = study["image_embeddings"].filter(regex=r"^e\d+$").to_numpy()
     w = study["phenotype_sentence_embeddings"].filter(regex=r"^e\d+$").to_numpy()
-    return i, w, (split["split"] == "train").to_numpy()
+    return i, w, (split["role"] == "head_train").to_numpy()
 
 
-def test_map_is_fitted_on_the_training_split_only(study, split, residual_2_params):
+def test_map_is_fitted_on_the_head_train_role_only(study, split, residual_2_params):
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, residual_2_params, SEED)
     changed_w = study["phenotype_sentence_embeddings"].copy()
-    test_rows = (split["split"] == "test").to_numpy()
-    changed_w.loc[test_rows, "e000"] += 5.0  # the test images' w must not matter
+    test_rows = (split["role"] != "head_train").to_numpy()
+    changed_w.loc[test_rows, "e000"] += 5.0  # the validation and test images' w must not matter
     refitted = fit_embedding_map(study["image_embeddings"], changed_w, split, residual_2_params, SEED)
     for name, array in fitted["tensors"].items():
         np.testing.assert_array_equal(array, refitted["tensors"][name])
@@ -115,9 +115,9 @@ def test_evaluation_and_plot(study, split, study_design_params, residual_2_param
     fitted = fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split, residual_2_params, SEED)
     r2 = compute_residuals_2(study["image_embeddings"], study["phenotype_sentence_embeddings"], fitted)
     _, predictions_2 = train_residual_2(r2, study["image_manifest"], split, targets, fitted, study_design_params, SEED)
-    metrics = evaluate_residual_2(predictions_1, predictions_2, fitted, targets, residual_2_params, study_design_params, SEED)
+    metrics = evaluate_residual_2(predictions_1, predictions_2, fitted, targets, split, residual_2_params, study_design_params, SEED)
     block = metrics["targets"]["Pneumonia"]
-    y = predictions_2.query("split == 'test'")["y_true"].to_numpy()
+    y = predictions_2.query("role == 'test'")["y_true"].to_numpy()
     assert block["majority_class_accuracy"] == pytest.approx(max(y.mean(), 1 - y.mean()))
     for model in ("image", "residual_1", "residual_2"):
         assert block["accuracy"][model]["low"] <= block["accuracy"][model]["estimate"] <= block["accuracy"][model]["high"]
@@ -128,11 +128,11 @@ def test_evaluation_and_plot(study, split, study_design_params, residual_2_param
     # residual_1 predictions from another split cannot be compared
     shifted = predictions_1.assign(image_id=predictions_1["image_id"] + "x")
     with pytest.raises(ValueError, match="not evaluated on the same test images"):
-        evaluate_residual_2(shifted, predictions_2, fitted, targets, residual_2_params, study_design_params, SEED)
+        evaluate_residual_2(shifted, predictions_2, fitted, targets, split, residual_2_params, study_design_params, SEED)
 
 
 def test_mismatched_ids_are_an_error(study, split, residual_2_params):
     with pytest.raises(ValueError, match="different image ids"):
         fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"].iloc[3:], split, residual_2_params, SEED)
-    with pytest.raises(ValueError, match="data_split and image_embeddings have different image ids"):
+    with pytest.raises(ValueError, match="study_split and image_embeddings have different image ids"):
         fit_embedding_map(study["image_embeddings"], study["phenotype_sentence_embeddings"], split.iloc[:-1], residual_2_params, SEED)

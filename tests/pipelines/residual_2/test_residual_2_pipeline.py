@@ -27,6 +27,7 @@ def run(study_module, study, base_params):
             "params:study_design": base_params(
                 "study_design", study_module.STUDY_DESIGN_OVERRIDES, targets=["Atelectasis", "Edema"]
             ),
+            "params:residual_1": base_params("residual_1", sweep={"top_k": [1], "strategies": ["mean"]}),
             "params:residual_2": base_params("residual_2", study_module.RESIDUAL_2_OVERRIDES),
             "params:device": "cpu",
             "params:seed": 1234,

@@ -13,6 +13,7 @@ from kedro.runner import SequentialRunner
 from medclip_residuals.pipelines.phenotyping import create_pipeline as phenotyping
 from medclip_residuals.pipelines.phenotyping.params import PhenotypingParams
 from medclip_residuals.pipelines.residual_1 import create_pipeline as residual_1
+from medclip_residuals.pipelines.residual_1.params import Residual1Params
 from medclip_residuals.pipelines.residual_2 import create_pipeline as residual_2
 from medclip_residuals.pipelines.residual_2.params import Residual2Params
 from medclip_residuals.pipelines.study_design import create_pipeline as study_design
@@ -20,7 +21,7 @@ from medclip_residuals.pipelines.study_design.params import StudyDesignParams
 from medclip_residuals.utils.params import ParameterError
 
 CONF = Path(__file__).parents[3] / "conf" / "base"
-FILES = ("03_primary", "05_model_input", "06_models_heads", "07_model_output", "08_reporting_residuals")
+FILES = ("02_intermediate", "03_primary", "05_model_input", "06_models_heads", "07_model_output", "08_reporting_residuals")
 
 
 def catalog_entries() -> dict:
@@ -43,7 +44,7 @@ def test_every_output_is_in_the_catalog_versioned_with_a_layer():
 
 
 def test_parameter_files_hold_one_dict_per_pipeline():
-    for name in ("phenotyping", "study_design", "residual_2"):
+    for name in ("phenotyping", "study_design", "residual_1", "residual_2"):
         params = yaml.safe_load((CONF / f"parameters_{name}.yml").read_text())
         assert list(params) == [name]
 
@@ -52,7 +53,10 @@ def test_parameters_of_every_environment_parse():
     """Every key of the YAML is a field of the pipeline's parameter class and vice versa."""
     from kedro.config import OmegaConfigLoader
 
-    classes = {"phenotyping": PhenotypingParams, "study_design": StudyDesignParams, "residual_2": Residual2Params}
+    classes = {
+        "phenotyping": PhenotypingParams, "study_design": StudyDesignParams,
+        "residual_1": Residual1Params, "residual_2": Residual2Params,
+    }
     for env in ("base", "medclip_vit"):
         loader = OmegaConfigLoader(
             str(CONF.parent), base_env="base", default_run_env=env, merge_strategy={"parameters": "soft"}
@@ -60,7 +64,6 @@ def test_parameters_of_every_environment_parse():
         parameters = loader["parameters"]
         for name, cls in classes.items():
             cls.parse(parameters[name], name)
-        assert "residual_1" not in parameters  # residual_1 reads params:study_design
 
 
 def test_an_old_or_misspelt_key_is_refused_with_the_known_ones(base_params):
@@ -72,9 +75,9 @@ def test_an_old_or_misspelt_key_is_refused_with_the_known_ones(base_params):
 
 @pytest.mark.slow
 def test_a_run_writes_every_output_through_the_catalog(
-    tmp_path, study, phenotyping_params, study_design_params, residual_2_params
+    tmp_path, study, phenotyping_params, study_design_params, residual_2_params, base_params
 ):
-    config = catalog_entries()
+    config = {name: entry for name, entry in catalog_entries().items() if name in pipelines().all_outputs()}
     for entry in config.values():
         entry["filepath"] = str(tmp_path / entry["filepath"])
     catalog = DataCatalog.from_config(config)
@@ -83,6 +86,7 @@ def test_a_run_writes_every_output_through_the_catalog(
         {
             "params:phenotyping": phenotyping_params,
             "params:study_design": dict(study_design_params, targets=["Pneumonia"]),
+            "params:residual_1": base_params("residual_1", sweep={"top_k": [1], "strategies": ["mean"]}),
             "params:residual_2": residual_2_params,
             "params:device": "cpu",
             "params:seed": 1234,

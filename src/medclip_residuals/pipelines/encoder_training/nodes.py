@@ -1,8 +1,9 @@
-"""Nodes of encoder_training: split the patients, train with the CLIP loss, plot, evaluate.
+"""Nodes of encoder_training: train with the CLIP loss on the study's encoder_train role,
+plot, and evaluate zero-shot on the validation and test roles (never seen in training).
 
 The library code lives in models/training.py (the loss, schedule, augmentation and loop),
 models/zero_shot.py (the held-out metric), models/image_source.py (cached or streamed
-images), models/embed.py (the embedding path) and data/patient_split.py (the split).
+images), models/embed.py (the embedding path) and data/study_split.py (the roles).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from medclip_residuals.data.patient_split import TEST, TRAIN, rows_in_split, split_by_patient
+from medclip_residuals.data.study_split import role_fingerprint, role_summary, rows_in_role
 from medclip_residuals.models.embed import embed_image_source
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.image_source import image_source
@@ -39,33 +40,25 @@ from .params import EncoderTrainingParams
 logger = logging.getLogger(__name__)
 
 
-def split_patients(image_manifest: pd.DataFrame, params: dict[str, Any], seed: int) -> pd.DataFrame:
-    """Assign every patient to `train` or `test` (a seeded shuffle; `test_fraction` of patients).
-
-    Returns one row per image: image_id, patient_id, split. No patient is on both sides.
-    """
-    p = EncoderTrainingParams.parse(params, "encoder_training")
-    return split_by_patient(image_manifest, p.test_fraction, seed)
-
-
 def train_encoder(
     image_manifest: pd.DataFrame,
-    encoder_split: pd.DataFrame,
+    study_split: pd.DataFrame,
     encoder_params: dict[str, Any],
     params: dict[str, Any],
     seed: int,
     device: str,
-) -> tuple[MedCLIPEncoder, pd.DataFrame]:
-    """Fine-tune MedCLIP with the CLIP loss on the training patients' image/report pairs.
+) -> tuple[MedCLIPEncoder, pd.DataFrame, pd.DataFrame]:
+    """Fine-tune MedCLIP with the CLIP loss on the image/report pairs of the encoder_train role.
 
-    Returns the trained encoder (on the CPU) and the history, one row per step:
-    epoch, step, loss, learning_rate, temperature, seconds (since the start, image caching included).
-    The images are cached while they fit `image_cache_mb`, else streamed from disk per batch.
+    Returns the trained encoder (on the CPU), the history, one row per step (epoch, step,
+    loss, learning_rate, temperature, seconds since the start, image caching included), and
+    the pairs it was trained on (image_id, patient_id). The images are cached while they fit
+    `image_cache_mb`, else streamed from disk per batch.
     """
     start = EncoderParams.parse(encoder_params, "encoder")
     p = EncoderTrainingParams.parse(params, "encoder_training")
     torch.manual_seed(seed)
-    rows = training_pairs(image_manifest, encoder_split)
+    rows = training_pairs(image_manifest, study_split)
     reports = rows["report"].astype(str).tolist()
     encoder = build_start_encoder(start, reports, seed).to(device)
     if p.temperature_init is not None:
@@ -84,7 +77,16 @@ def train_encoder(
                     ", ".join(f"{key} {value:.3f}" for key, value in spread.items()))
     history = fit_contrastive(encoder, pixels, reports, p, seed, labels=label_matrix(rows))
     history["seconds"] += cached
-    return encoder.to("cpu"), history
+    started_from = {"started_from": dict(encoder.trained_on)} if encoder.trained_on else {}
+    # hooks.RunProvenanceHook adds the data_root when the encoder is saved
+    encoder.trained_on = {
+        "images": int(len(rows)),
+        "patients": int(rows["patient_id"].nunique()),
+        "encoder_train_fingerprint": role_fingerprint(study_split, "encoder_train"),
+        **started_from,
+    }
+    pairs = rows[["image_id", "patient_id"]].astype(str).reset_index(drop=True)
+    return encoder.to("cpu"), history, pairs
 
 
 def plot_loss_curve(history: pd.DataFrame) -> Figure:
@@ -95,26 +97,38 @@ def plot_loss_curve(history: pd.DataFrame) -> Figure:
 def evaluate_encoder(
     medclip_encoder: MedCLIPEncoder,
     image_manifest: pd.DataFrame,
-    encoder_split: pd.DataFrame,
+    study_split: pd.DataFrame,
     history: pd.DataFrame,
     params: dict[str, Any],
     device: str,
 ) -> dict[str, Any]:
-    """On the held-out patients' images: per finding, the ROC AUC of the image's similarity
-    to a prompt naming it ("there is pneumonia"). Logged, and returned as metrics (NaN as null)."""
+    """Per finding, the ROC AUC of each image's similarity to a prompt naming it ("there is
+    pneumonia"), on the test role (the reported figures, top level) and on the validation role
+    (for choices, under `validation`). Logged, and returned as metrics (NaN as null)."""
     p = EncoderTrainingParams.parse(params, "encoder_training")
-    rows = rows_in_split(image_manifest, encoder_split, TEST)
-    labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
     encoder = medclip_encoder.to(device)
-    held_out = image_source(rows["image_path"].tolist(), encoder.image_size, p.image_cache_mb, p.cache_workers, "held-out")
-    images = embed_image_source(encoder, held_out, p.evaluation.batch_size)
+
+    def scores_on(role: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+        rows = rows_in_role(image_manifest, study_split, role)
+        labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
+        images = image_source(rows["image_path"].tolist(), encoder.image_size, p.image_cache_mb, p.cache_workers, role)
+        embeddings = embed_image_source(encoder, images, p.evaluation.batch_size)
+        return rows, zero_shot_scores(encoder, embeddings, labels, p.evaluation, role)
+
+    test_rows, test_scores = scores_on("test")
+    validation_rows, validation_scores = scores_on("validation") if (study_split["role"] == "validation").any() else (None, None)
     metrics = {
         "profile": encoder.profile,
-        "held_out_images": int(len(rows)),
-        "held_out_patients": int(rows["patient_id"].nunique()) if len(rows) else 0,
-        "train_images": int((encoder_split["split"] == TRAIN).sum()),
+        "role": role_summary(study_split, "test"),
+        "held_out_images": int(len(test_rows)),
+        "held_out_patients": int(test_rows["patient_id"].nunique()) if len(test_rows) else 0,
+        "train_images": int((study_split["role"] == "encoder_train").sum()),
         **history_summary(history),
         "temperature": temperature_of(encoder.model),
-        **zero_shot_scores(encoder, images, labels, p.evaluation),
+        **test_scores,
+        "validation": None if validation_scores is None else {
+            "role": role_summary(study_split, "validation"),
+            **{key: validation_scores[key] for key in ("auc", "positives", "negatives", "min_auc", "meets_target")},
+        },
     }
     return json_safe(metrics)

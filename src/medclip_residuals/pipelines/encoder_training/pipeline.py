@@ -1,31 +1,27 @@
-"""encoder_training: split patients -> train with the CLIP loss -> loss curve, held-out AUCs."""
+"""encoder_training: train with the CLIP loss on the encoder_train role -> loss curve,
+zero-shot AUCs on the validation and test roles."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import evaluate_encoder, plot_loss_curve, split_patients, train_encoder
+from .nodes import evaluate_encoder, plot_loss_curve, train_encoder
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Train the encoder on the training patients and measure it on the held-out ones."""
+    """Train the encoder on the study's encoder_train patients and measure it on the others."""
     return Pipeline(
         [
-            Node(
-                func=split_patients,
-                inputs={"image_manifest": "image_manifest", "params": "params:encoder_training", "seed": "params:seed"},
-                outputs="encoder_split",  # read by name by hooks.RunProvenanceHook
-                name="split_encoder_patients",
-            ),
             Node(
                 func=train_encoder,
                 inputs={
                     "image_manifest": "image_manifest",
-                    "encoder_split": "encoder_split",
+                    "study_split": "study_split",
                     "encoder_params": "params:encoder",
                     "params": "params:encoder_training",
                     "seed": "params:seed",
                     "device": "params:device",
                 },
-                outputs=["medclip_encoder", "encoder_training_history"],
+                # encoder_training_images is read by name by hooks.RunProvenanceHook
+                outputs=["medclip_encoder", "encoder_training_history", "encoder_training_images"],
                 name="train_encoder",
             ),
             Node(
@@ -39,7 +35,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "medclip_encoder": "medclip_encoder",
                     "image_manifest": "image_manifest",
-                    "encoder_split": "encoder_split",
+                    "study_split": "study_split",
                     "history": "encoder_training_history",
                     "params": "params:encoder_training",
                     "device": "params:device",

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from medclip_residuals.data.study_split import rows_in_role
 from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps, HeatmapChunk, HeatmapStore
 from medclip_residuals.explain.evaluate import score_plan, summarise_metrics
 from medclip_residuals.explain.figures import plot_caption_grid
@@ -23,6 +24,14 @@ from medclip_residuals.explain.plan import build_plan, head_names, heatmaps_of_p
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.pipelines.explainability.params import ExplainabilityParams
 from medclip_residuals.utils.params import ParameterError
+
+
+def select_images(image_manifest: pd.DataFrame, study_split: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """The manifest rows of the images to explain: those of the study roles `params.roles`
+    (test by default: the reported figures; validation for choices). Every later node of the
+    pipeline reads these rows as its manifest."""
+    p = ExplainabilityParams.parse(params, "explainability")
+    return rows_in_role(image_manifest, study_split, *p.roles)
 
 
 def plan_heatmaps(
@@ -86,7 +95,8 @@ def score_heatmaps(
     seed: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Per-heatmap scores and interpretation (`explain.evaluate.score_plan`), and the metrics
-    summary with bootstrap intervals (`explain.evaluate.summarise_metrics`)."""
+    summary with bootstrap intervals (`explain.evaluate.summarise_metrics`), with the study
+    roles the explained images (`image_manifest`: select_images' rows) come from."""
     p = ExplainabilityParams.parse(params, "explainability")
     source = heatmaps_of_plan(heatmaps, heatmap_plan)
     scores = score_plan(
@@ -96,7 +106,9 @@ def score_heatmaps(
     metrics = summarise_metrics(
         scores, heatmap_plan, image_manifest, image_localizations, source.metadata, p.scoring, seed
     )
-    return scores, metrics
+    roles = {"role": p.roles[0] if len(p.roles) == 1 else list(p.roles), "images": int(len(image_manifest)),
+             "patients": int(image_manifest["patient_id"].nunique()) if "patient_id" in image_manifest else None}
+    return scores, {"role": roles, **metrics}
 
 
 def plot_caption_heatmap_grid(

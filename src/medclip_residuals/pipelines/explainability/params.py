@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from medclip_residuals.data.study_split import Role
 from medclip_residuals.explain.cam import resolve_cam_method
 from medclip_residuals.explain.evaluate import ScoringSettings
 from medclip_residuals.explain.interpretation import RegionGeometry
@@ -38,6 +39,7 @@ class ExplainabilityParams(Parameters):
     finding_synonyms: dict[str, str]
     heads: tuple[HeadVariant, ...]
     head_images: Literal["localized", "all"]
+    roles: tuple[Role, ...]
     max_images: int | None
     prefer_localized: bool
     batch_size: int

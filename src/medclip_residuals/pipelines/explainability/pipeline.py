@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import compute_heatmaps, plan_heatmaps, plot_caption_heatmap_grid, score_heatmaps
+from .nodes import compute_heatmaps, plan_heatmaps, plot_caption_heatmap_grid, score_heatmaps, select_images
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,9 +11,15 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
+                func=select_images,
+                inputs={"image_manifest": "image_manifest", "study_split": "study_split", "params": "params:explainability"},
+                outputs="explained_manifest",
+                name="select_images",
+            ),
+            Node(
                 func=plan_heatmaps,
                 inputs={
-                    "image_manifest": "image_manifest",
+                    "image_manifest": "explained_manifest",
                     "image_localizations": "image_localizations",
                     "residual_1_heads": "residual_1_heads",
                     "residual_2_heads": "residual_2_heads",
@@ -27,7 +33,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 func=compute_heatmaps,
                 inputs={
                     "medclip_encoder": "medclip_encoder",
-                    "image_manifest": "image_manifest",
+                    "image_manifest": "explained_manifest",
                     "heatmap_plan": "heatmap_plan",
                     "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
                     "residual_1_heads": "residual_1_heads",
@@ -43,7 +49,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "heatmaps": "heatmaps",
                     "heatmap_plan": "heatmap_plan",
-                    "image_manifest": "image_manifest",
+                    "image_manifest": "explained_manifest",
                     "image_localizations": "image_localizations",
                     "params": "params:explainability",
                     "seed": "params:seed",
@@ -57,7 +63,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "heatmaps": "heatmaps",
                     "heatmap_plan": "heatmap_plan",
                     "heatmap_scores": "heatmap_scores",
-                    "image_manifest": "image_manifest",
+                    "image_manifest": "explained_manifest",
                     "image_localizations": "image_localizations",
                     "params": "params:explainability",
                     "seed": "params:seed",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from medclip_residuals.data.study_split import images_in_role, role_summary
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.phenotypes import (
     TextEncoder,
@@ -110,18 +111,28 @@ def evaluate_phenotypes(
     phenotype_sentence_embeddings: pd.DataFrame,
     image_manifest: pd.DataFrame,
     image_localizations: pd.DataFrame,
+    study_split: pd.DataFrame,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    """Precision, recall and hit rate at k of the top-k against the images' true findings
-    and locations, next to their exact chance values; and where each `w` came from."""
+    """On the study's test role: precision, recall and hit rate at k of the top-k against the
+    images' true findings and locations, next to their exact chance values; and where each
+    `w` came from."""
     p = PhenotypingParams.parse(params, "phenotyping")
-    return phenotype_metrics(
-        phenotype_scores,
+    test = images_in_role(study_split, "test")
+
+    def on_test(frame: pd.DataFrame) -> pd.DataFrame:
+        if "image_id" not in frame.columns:  # e.g. a dataset without localizations
+            return frame
+        return frame[frame["image_id"].astype(str).isin(test)].reset_index(drop=True)
+
+    metrics = phenotype_metrics(
+        on_test(phenotype_scores),
         phenotype_embeddings,
-        phenotype_sentence_embeddings,
-        image_manifest,
-        image_localizations,
+        on_test(phenotype_sentence_embeddings),
+        on_test(image_manifest),
+        on_test(image_localizations),
         strategy=p.strategy,
         source=p.source,
         meanings=p.evaluation,
     )
+    return {"role": role_summary(study_split, "test"), **metrics}

@@ -48,6 +48,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
                     "image_manifest": "image_manifest",
                     "image_localizations": "image_localizations",
+                    "study_split": "study_split",
                     "params": "params:phenotyping",
                 },
                 outputs="phenotyping_metrics",

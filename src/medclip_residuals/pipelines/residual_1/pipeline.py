@@ -2,11 +2,17 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import compute_residuals_1, evaluate_residual_1, plot_residual_1_roc, train_residual_1
+from .nodes import (
+    compute_residuals_1,
+    evaluate_residual_1,
+    plot_residual_1_roc,
+    sweep_phenotype_settings,
+    train_residual_1,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Reads the split, the targets and the classifier of study_design."""
+    """Reads the roles, the targets and the classifier of study_design."""
     return Pipeline(
         [
             Node(
@@ -24,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "image_embeddings": "image_embeddings",
                     "residuals_1": "residuals_1",
                     "image_manifest": "image_manifest",
-                    "data_split": "data_split",
+                    "study_split": "study_split",
                     "residual_targets": "residual_targets",
                     "params": "params:study_design",
                     "seed": "params:seed",
@@ -37,11 +43,31 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "residual_1_predictions": "residual_1_predictions",
                     "residual_targets": "residual_targets",
+                    "study_split": "study_split",
                     "params": "params:study_design",
                     "seed": "params:seed",
                 },
                 outputs="residual_1_metrics",
                 name="evaluate_residual_1",
+            ),
+            Node(
+                func=sweep_phenotype_settings,
+                inputs={
+                    "image_embeddings": "image_embeddings",
+                    "phenotype_embeddings": "phenotype_embeddings",
+                    "image_manifest": "image_manifest",
+                    "report_mentions": "report_mentions",
+                    "medclip_encoder": "medclip_encoder",
+                    "study_split": "study_split",
+                    "residual_targets": "residual_targets",
+                    "params": "params:residual_1",
+                    "phenotyping": "params:phenotyping",
+                    "study_design": "params:study_design",
+                    "seed": "params:seed",
+                    "device": "params:device",
+                },
+                outputs="residual_1_sweep",
+                name="sweep_phenotype_settings",
             ),
             Node(
                 func=plot_residual_1_roc,

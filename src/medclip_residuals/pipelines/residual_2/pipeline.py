@@ -1,4 +1,4 @@
-"""Residual_2 pipeline: f: i -> w on the training split, r = f(i) - w, g on r, compare, plot."""
+"""Residual_2 pipeline: f: i -> w on the head_train role, r = f(i) - w, g on r, compare, plot."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -12,7 +12,7 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Reads study_design's split, targets and classifier, and residual_1's predictions (to compare)."""
+    """Reads study_design's roles, targets and classifier, and residual_1's predictions (to compare)."""
     return Pipeline(
         [
             Node(
@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "image_embeddings": "image_embeddings",
                     "phenotype_sentence_embeddings": "phenotype_sentence_embeddings",
-                    "data_split": "data_split",
+                    "study_split": "study_split",
                     "params": "params:residual_2",
                     "seed": "params:seed",
                 },
@@ -42,7 +42,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs={
                     "residuals_2": "residuals_2",
                     "image_manifest": "image_manifest",
-                    "data_split": "data_split",
+                    "study_split": "study_split",
                     "residual_targets": "residual_targets",
                     "residual_2_map": "residual_2_map",
                     "params": "params:study_design",
@@ -58,6 +58,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "residual_2_predictions": "residual_2_predictions",
                     "residual_2_map": "residual_2_map",
                     "residual_targets": "residual_targets",
+                    "study_split": "study_split",
                     "params": "params:residual_2",
                     "study_design": "params:study_design",
                     "seed": "params:seed",

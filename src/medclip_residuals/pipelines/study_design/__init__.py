@@ -1,5 +1,4 @@
-"""Study design: the one split of the embedded images by patient and the target diseases,
-read by residual_1 and residual_2 alike."""
+"""Study design: the study's one split of patients into roles, and the targets."""
 
 from .pipeline import create_pipeline
 

@@ -1,45 +1,49 @@
-"""Study design nodes: split the embedded images by patient, then choose the target diseases.
+"""Study design nodes: the study's one split by patient, then the targets.
 
-Both outputs (`data_split`, `residual_targets`) are read by residual_1 and residual_2, so
-that every head is fitted and scored on the same images and targets. The work is done by
-`medclip_residuals.data.targets`.
+`study_split` is made right after validation (it needs only the manifest) and read by every
+pipeline: the encoder trains on `encoder_train`, the residual heads on `head_train`, every
+choice is made on `validation` and every reported figure comes from `test`. The work is done
+by `medclip_residuals.data.study_split` and `medclip_residuals.data.targets`.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 
 from medclip_residuals.data import targets
+from medclip_residuals.data.study_split import ROLES, assign_roles
 from medclip_residuals.pipelines.study_design.params import StudyDesignParams
-from medclip_residuals.utils.frames import check_ids_known, embeddings_to_matrix
+
+logger = logging.getLogger(__name__)
 
 
-def split_by_patient(
-    image_manifest: pd.DataFrame, image_embeddings: pd.DataFrame, params: dict[str, Any], seed: int
-) -> pd.DataFrame:
-    """One train/test split of the embedded images, by patient, stratified by the candidate
-    targets, seeded. Images without a patient_id are their own patient.
+def make_study_split(image_manifest: pd.DataFrame, params: dict[str, Any], seed: int) -> pd.DataFrame:
+    """One role per patient (encoder_train, head_train, validation, test), stratified by the
+    candidate targets, seeded; a manifest split column wins where present.
 
-    Returns image_id, patient_id, split (train / test).
+    Returns image_id, patient_id, role.
     """
     p = StudyDesignParams.parse(params, "study_design")
-    ids, _ = embeddings_to_matrix(image_embeddings, dataset="image_embeddings")
-    check_ids_known(ids, image_manifest, "image_embeddings")
     candidates, _ = targets.candidate_targets(image_manifest, p.targets, p.auto_exclude)
-    return targets.split_by_patient(image_manifest, ids, candidates, p.split.test_size, seed)
+    split = assign_roles(image_manifest, p.split, candidates, seed)
+    for role in ROLES:
+        rows = split[split["role"] == role]
+        logger.info("study_split: %-13s %5d images of %4d patients", role, len(rows), rows["patient_id"].nunique())
+    return split
 
 
-def select_targets(image_manifest: pd.DataFrame, data_split: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
-    """The target diseases of residual_1 and residual_2, and why others were left out.
+def select_targets(image_manifest: pd.DataFrame, study_split: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """The targets of residual_1 and residual_2, and why others were left out.
 
-    Explicit targets (params targets: [..]) must have both classes in each split. "auto"
-    keeps every label column (less auto_exclude) with at least min_positives positives and
-    min_negatives negatives in train and in test.
+    Explicit targets (params targets: [..]) must have both classes in head_train and test.
+    "auto" keeps every label and outcome column (less auto_exclude) with at least
+    min_positives positives and min_negatives negatives in head_train and in test.
     """
     p = StudyDesignParams.parse(params, "study_design")
     candidates, explicit = targets.candidate_targets(image_manifest, p.targets, p.auto_exclude)
     return targets.select_targets(
-        image_manifest, data_split, candidates, explicit, p.min_positives, p.min_negatives, p.uncertainty_policy
+        image_manifest, study_split, candidates, explicit, p.min_positives, p.min_negatives, p.uncertainty_policy
     )

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medclip_residuals.data.study_split import StudySplitSettings
 from medclip_residuals.data.targets import TargetPolicy
 from medclip_residuals.models.classifiers import ClassifierSettings
 from medclip_residuals.models.evaluation import BootstrapSettings
-from medclip_residuals.utils.params import ParameterError, Parameters
-
-
-@dataclass(frozen=True)
-class SplitSettings(Parameters):
-    """The train/test split by patient: round(1 / test_size) folds, the first is the test set."""
-
-    test_size: float
-
-    def check(self, where: str) -> None:
-        if not 0 < self.test_size < 1:
-            raise ParameterError(f"params:{where}.test_size must lie in (0, 1), got {self.test_size}")
+from medclip_residuals.utils.params import Parameters
 
 
 @dataclass(frozen=True)
 class StudyDesignParams(Parameters):
-    """params:study_design: what residual_1 and residual_2 share.
+    """params:study_design: the study's one split and what every residual head shares.
 
     The targets ("auto", one name or a list) and the automatic choice's thresholds, the
-    uncertainty policy of the targets, the split, the one classifier of every head, and the
-    bootstrap of every confidence interval.
+    uncertainty policy of CheXpert targets, the split into roles, the one classifier of every
+    head, and the bootstrap of every confidence interval.
     """
 
     targets: str | tuple[str, ...]
@@ -35,6 +25,6 @@ class StudyDesignParams(Parameters):
     min_positives: int
     min_negatives: int
     uncertainty_policy: TargetPolicy
-    split: SplitSettings
+    split: StudySplitSettings
     classifier: ClassifierSettings
     bootstrap: BootstrapSettings

@@ -1,28 +1,23 @@
-"""Study design pipeline: the split by patient and the targets, shared by the residual pipelines."""
+"""Study design pipeline: the study's one split by patient and the targets."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import select_targets, split_by_patient
+from .nodes import make_study_split, select_targets
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """data_split and residual_targets, read by residual_1 and residual_2."""
+    """study_split (read by every pipeline after validation) and residual_targets."""
     return Pipeline(
         [
             Node(
-                func=split_by_patient,
-                inputs={
-                    "image_manifest": "image_manifest",
-                    "image_embeddings": "image_embeddings",
-                    "params": "params:study_design",
-                    "seed": "params:seed",
-                },
-                outputs="data_split",
-                name="split_by_patient",
+                func=make_study_split,
+                inputs={"image_manifest": "image_manifest", "params": "params:study_design", "seed": "params:seed"},
+                outputs="study_split",
+                name="make_study_split",
             ),
             Node(
                 func=select_targets,
-                inputs={"image_manifest": "image_manifest", "data_split": "data_split", "params": "params:study_design"},
+                inputs={"image_manifest": "image_manifest", "study_split": "study_split", "params": "params:study_design"},
                 outputs="residual_targets",
                 name="select_targets",
             ),
