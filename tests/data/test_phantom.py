@@ -21,6 +21,7 @@ from medclip_residuals.data.phantom import (
     render_image,
     studies_per_patient,
 )
+from medclip_residuals.data.phantom_latent import OUTCOME_PREFIX
 from medclip_residuals.data.phantom_text import (
     MODELLED_FINDINGS,
     SLIDE_EFFUSION,
@@ -28,14 +29,15 @@ from medclip_residuals.data.phantom_text import (
 )
 from medclip_residuals.utils.params import ParameterError
 
-# Small but varied: few normals, many pairs and hedged findings, so that 48 images show all.
+# Small but varied: few normals, many pairs and hedged findings, so that 48 images show all
+# (every finding's base rate raised; no label noise, so that labels and masks agree exactly).
 SMALL = {
     "seed": 5,
     "n_images": 48,
     "image_size": 64,
-    "normal_fraction": 0.1,
-    "two_finding_fraction": 0.35,
+    "finding_base_rates": dict.fromkeys(MODELLED_FINDINGS, 0.2),
     "uncertain_fraction": 0.3,
+    "label_noise": {"missed_fraction": 0.0, "spurious_fraction": 0.0},
 }
 # Words a caption must use for each finding.
 FINDING_WORDS = {
@@ -122,6 +124,11 @@ def test_manifest_and_localizations_follow_the_contract(small_dataset) -> None:
     manifest, localizations, images, masks = small_dataset
     assert list(manifest.columns[:5]) == ["image_id", "image_path", "patient_id", "report", "view"]
     assert set(CHEXPERT_FINDINGS) <= set(manifest.columns)
+    outcomes = [c for c in manifest.columns if c.startswith(OUTCOME_PREFIX)]
+    assert list(manifest.columns) == ["image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS, *outcomes]
+    assert outcomes == ["outcome:heart_failure", "outcome:lung_cancer", "outcome:icu_admission"]
+    for column in outcomes:
+        assert set(manifest[column]) <= {"1", "0"}, column  # every study has a value
     assert manifest["image_id"].is_unique and len(manifest) == SMALL["n_images"]
     assert all(re.fullmatch(r"p\d{4}_s\d{2}", i) for i in manifest["image_id"])
     assert (manifest["image_path"] == "images/" + manifest["image_id"] + ".png").all()
@@ -234,6 +241,19 @@ def test_each_mask_lies_where_its_caption_and_labels_say(small_renders) -> None:
     assert checked == set(MODELLED_FINDINGS)
 
 
+def test_a_study_with_three_findings_renders_with_each_mask_where_its_caption_says(phantom_params) -> None:
+    """The latent model gives some studies three or more findings (heart failure: an enlarged
+    heart, edema and effusions); each is drawn, masked and captioned as when alone."""
+    cfg = phantom_params(seed=8, n_images=300, image_size=96)
+    plans = [p for p in plan_dataset(cfg) if len(p.findings) >= 3][:4]
+    assert len(plans) == 4
+    for plan in plans:
+        rendered = render_image(plan, cfg)
+        assert set(rendered.masks) == {f.name for f in plan.findings}
+        assert len(check_ground_truth(plan, rendered)) == len(plan.findings)
+        assert len(plan.sentences) == len(plan.findings)
+
+
 def _cardiothoracic_ratio(rendered) -> float:
     heart_cols = np.where(rendered.heart.any(axis=0))[0]
     lung_cols = np.where((rendered.lungs["right"] | rendered.lungs["left"]).any(axis=0))[0]
@@ -286,8 +306,18 @@ def test_bad_parameters_name_the_key(phantom_params) -> None:
         phantom_params(n_images=0)
     with pytest.raises(ParameterError, match=r"demo_data\.image_size"):
         phantom_params(image_size=8)
-    with pytest.raises(ParameterError, match=r"unknown findings \['Fracture'\]"):
-        phantom_params(finding_frequencies={"Fracture": 1.0})
+    with pytest.raises(ParameterError, match=r"finding_base_rates: unknown findings \['Fracture'\]"):
+        phantom_params(finding_base_rates={"Fracture": 0.1})
+    with pytest.raises(ParameterError, match=r"finding_rates: unknown findings \['Fracture'\]"):
+        phantom_params(diseases={"heart_failure": {"finding_rates": {"Fracture": 0.1}}})
+    with pytest.raises(ParameterError, match=r"heart_failure\.prevalence: must be a fraction"):
+        phantom_params(diseases={"heart_failure": {"prevalence": 1.5}})
+    with pytest.raises(ParameterError, match=r"'Heart Failure' is not a name for a column outcome:<name>"):
+        phantom_params(diseases={"Heart Failure": {"prevalence": 0.1, "finding_rates": {"Edema": 0.3}}})
+    with pytest.raises(ParameterError, match=r"lesion_radius: keys must be 'other'"):
+        phantom_params(lesion_radius={"sarcoidosis": [0.04, 0.05]})
+    with pytest.raises(ParameterError, match=r"label_noise\.spurious_fraction: must be a fraction"):
+        phantom_params(label_noise={"spurious_fraction": -0.1})
     with pytest.raises(ParameterError, match=r"unknown key 'n_image'"):
         phantom_params(n_image=10)
     with pytest.raises(ParameterError, match=r"images_per_patient"):

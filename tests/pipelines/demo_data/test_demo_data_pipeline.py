@@ -44,7 +44,11 @@ def test_pipeline_writes_a_complete_valid_data_root(tmp_path: Path, base_params)
 
     manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
     assert len(manifest) == 24 and manifest["image_id"].is_unique
-    assert list(manifest.columns) == ["image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS]
+    outcomes = ["outcome:heart_failure", "outcome:lung_cancer", "outcome:icu_admission"]
+    assert list(manifest.columns) == ["image_id", "image_path", "patient_id", "report", "view", *CHEXPERT_FINDINGS, *outcomes]
+    for column in outcomes:  # every study has a value, written as the labels are
+        assert set(manifest[column]) <= {"1", "0"}, column
+    assert (manifest.groupby("patient_id")["outcome:heart_failure"].nunique() == 1).all()
     assert manifest.groupby("patient_id").size().min() >= 2
     pngs = sorted(p.stem for p in (root / "images").glob("*.png"))
     assert pngs == sorted(manifest["image_id"])
