@@ -106,3 +106,34 @@ def test_bad_input_is_a_clear_error():
         bootstrap_ci(np.array([1.0, 2.0]), "mode")
     with pytest.raises(ValueError, match="at least 2 positives"):
         delong_test(np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3]), np.array([0.3, 0.2, 0.1]))
+
+
+def test_singleton_groups_reproduce_the_row_bootstrap():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 80)
+    a, b = rng.random(80) + 0.3 * y, rng.random(80)
+    rows = bootstrap_ci((y, a), "roc_auc", 300, seed=5)
+    singletons = bootstrap_ci((y, a), "roc_auc", 300, seed=5, groups=np.arange(80))
+    assert (singletons["low"], singletons["high"]) == pytest.approx((rows["low"], rows["high"]), abs=1e-12)
+    assert rows["resampled"] == "rows" and singletons["resampled"] == "groups"
+    paired_rows = paired_bootstrap_test(y, a, b, "roc_auc", 300, seed=5)
+    paired_groups = paired_bootstrap_test(y, a, b, "roc_auc", 300, seed=5, groups=np.arange(80))
+    for key in ("low", "high", "p_value", "standard_error"):
+        assert paired_groups[key] == pytest.approx(paired_rows[key], abs=1e-12), key
+
+
+def test_the_cluster_bootstrap_counts_patients_not_images():
+    """Five identical images per patient carry one patient's information: resampling whole
+    patients gives the interval of one image per patient; resampling images, one too narrow."""
+    rng = np.random.default_rng(0)
+    per_patient = rng.normal(size=60)
+    values = np.repeat(per_patient, 5)
+    patients = np.repeat(np.arange(60), 5)
+    one_each = bootstrap_ci(per_patient, "mean", 2000, seed=1)
+    clustered = bootstrap_ci(values, "mean", 2000, seed=1, groups=patients)
+    as_rows = bootstrap_ci(values, "mean", 2000, seed=1)
+    width = one_each["high"] - one_each["low"]
+    assert clustered["high"] - clustered["low"] == pytest.approx(width, rel=0.1)
+    assert as_rows["high"] - as_rows["low"] < 0.6 * width  # about 1 / sqrt(5) of it
+    with pytest.raises(ValueError, match="one group per row"):
+        bootstrap_ci(values, "mean", 10, seed=1, groups=patients[:-1])

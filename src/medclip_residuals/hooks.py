@@ -60,7 +60,7 @@ def _producers() -> dict[str, list[str]]:
     return producers
 
 
-def _context_roots(context: Any) -> tuple[str | None, str | None]:
+def context_roots(context: Any) -> tuple[str | None, str | None]:
     """(this run's data_root, the demo's default data_root), both absolute."""
     base = getattr(context, "project_path", None)
     params = getattr(context, "params", None) or {}
@@ -84,7 +84,7 @@ class MissingInputsHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        self._data_root, self._demo_root = _context_roots(context)
+        self._data_root, self._demo_root = context_roots(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
@@ -147,7 +147,7 @@ class RunProvenanceHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
-        self._data_root, self._demo_root = _context_roots(context)
+        self._data_root, self._demo_root = context_roots(context)
         encoder = (getattr(context, "params", None) or {}).get("encoder") or {}
         self._profile = encoder.get("profile") if isinstance(encoder, dict) else None
 

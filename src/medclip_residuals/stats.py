@@ -10,6 +10,10 @@ rather than a Python loop per resample. Reused by the explainability pipeline.
   statistic(a) - statistic(b) on the SAME resampled rows, its CI and a two-sided p-value.
 - `delong_test(y_true, score_a, score_b)`: DeLong's test for two correlated ROC AUCs
   (Sun & Xu 2014 fast algorithm); an analytic cross-check of the paired bootstrap.
+
+Both bootstraps take `groups` (e.g. patient ids): whole groups are then drawn with
+replacement (a cluster bootstrap), because a patient's images share the patient's disease
+and anatomy, and resampling them as independent rows would make every interval too narrow.
 """
 
 from __future__ import annotations
@@ -91,14 +95,54 @@ def _as_arrays(data: Any) -> tuple[np.ndarray, ...]:
     return (values,)
 
 
+def _index_blocks(
+    n: int, n_resamples: int, rng: np.random.Generator, groups: np.ndarray | None
+) -> Any:
+    """(first resample, indices) blocks: a (resamples x n) matrix of rows drawn with
+    replacement, or with `groups` a list of row arrays, each the rows of as many groups as
+    there are, drawn with replacement."""
+    if groups is None:
+        block = max(1, _BLOCK_CELLS // n)
+        for start in range(0, n_resamples, block):
+            stop = min(n_resamples, start + block)
+            yield start, rng.integers(0, n, size=(stop - start, n))
+        return
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups must give one group per row: {len(groups)} groups for {n} rows")
+    _, codes = np.unique(groups, return_inverse=True)
+    order = np.argsort(codes, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    picks = rng.integers(0, len(members), size=(n_resamples, len(members)))
+    yield 0, [np.concatenate([members[g] for g in row]) for row in picks]
+
+
+def _statistic_of(index: Any, arrays: tuple[np.ndarray, ...], statistic: Statistic, threshold: float) -> np.ndarray:
+    """The statistic on each resample of one block of `_index_blocks` (NaN where undefined)."""
+    if isinstance(statistic, str) and isinstance(index, np.ndarray):
+        return _rows_statistic(statistic, threshold)(*(a[index] for a in arrays))
+    out = np.empty(len(index), dtype=float)
+    for b, row in enumerate(index):
+        if isinstance(statistic, str):
+            out[b] = _rows_statistic(statistic, threshold)(*(a[row][None, :] for a in arrays))[0]
+            continue
+        try:
+            out[b] = statistic(*(a[row] for a in arrays))
+        except ValueError:  # e.g. sklearn's AUC on a one-class resample
+            out[b] = np.nan
+    return out
+
+
 def _resampled(
     arrays: tuple[np.ndarray, ...],
     statistic: Statistic,
     n_resamples: int,
     seed: int,
     threshold: float,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The statistic on `n_resamples` bootstrap resamples (rows drawn with replacement).
+    """The statistic on `n_resamples` bootstrap resamples (rows, or whole groups, drawn with
+    replacement).
 
     Resample b draws the same row indices for every array given, which is what makes a
     paired comparison paired. Resamples where the statistic is undefined give NaN.
@@ -108,22 +152,12 @@ def _resampled(
         raise ValueError("cannot bootstrap an empty sample")
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if isinstance(statistic, str):
+        _rows_statistic(statistic, threshold)  # fail early on an unknown name
     rng = np.random.default_rng(seed)
     out = np.empty(n_resamples, dtype=float)
-    block = max(1, _BLOCK_CELLS // n)
-    vectorised = isinstance(statistic, str)
-    rows_stat = _rows_statistic(statistic, threshold) if vectorised else None
-    for start in range(0, n_resamples, block):
-        stop = min(n_resamples, start + block)
-        index = rng.integers(0, n, size=(stop - start, n))
-        if vectorised:
-            out[start:stop] = rows_stat(*(a[index] for a in arrays))
-        else:
-            for b, row in enumerate(index, start=start):
-                try:
-                    out[b] = statistic(*(a[row] for a in arrays))
-                except ValueError:  # e.g. sklearn's AUC on a one-class resample
-                    out[b] = np.nan
+    for start, index in _index_blocks(n, n_resamples, rng, groups):
+        out[start:start + len(index)] = _statistic_of(index, arrays, statistic, threshold)
     return out
 
 
@@ -140,6 +174,7 @@ def bootstrap_ci(
     seed: int = 0,
     confidence: float = 0.95,
     threshold: float = 0.5,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float | int]:
     """Percentile bootstrap confidence interval of a statistic.
 
@@ -151,16 +186,19 @@ def bootstrap_ci(
         seed: seed of numpy's default generator; the same seed gives the same interval.
         confidence: coverage of the interval, e.g. 0.95.
         threshold: decision threshold for "accuracy".
+        groups: one group id per row (e.g. the patient): whole groups are drawn with
+            replacement (a cluster bootstrap); None draws rows.
 
     Returns:
-        estimate (on the full sample), low, high, confidence, n_resamples, and n_valid (the
-        resamples where the statistic was defined: an AUC resample with one class is not).
+        estimate (on the full sample), low, high, confidence, n_resamples, n_valid (the
+        resamples where the statistic was defined: an AUC resample with one class is not)
+        and resampled ("rows" or "groups").
     """
     arrays = _as_arrays(data)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     estimate = _point(arrays, statistic, threshold)
-    values = _resampled(arrays, statistic, n_resamples, seed, threshold)
+    values = _resampled(arrays, statistic, n_resamples, seed, threshold, groups)
     valid = values[np.isfinite(values)]
     alpha = (1 - confidence) / 2
     low, high = (np.quantile(valid, [alpha, 1 - alpha]) if len(valid) else (np.nan, np.nan))
@@ -171,6 +209,7 @@ def bootstrap_ci(
         "confidence": confidence,
         "n_resamples": int(n_resamples),
         "n_valid": int(len(valid)),
+        "resampled": "rows" if groups is None else "groups",
     }
 
 
@@ -183,8 +222,10 @@ def paired_bootstrap_test(
     seed: int = 0,
     confidence: float = 0.95,
     threshold: float = 0.5,
+    groups: np.ndarray | None = None,
 ) -> dict[str, float | int | str]:
-    """Paired bootstrap of statistic(a) - statistic(b) on the same rows.
+    """Paired bootstrap of statistic(a) - statistic(b) on the same rows (or, with `groups`,
+    the same whole groups drawn with replacement).
 
     Each resample draws one set of rows and evaluates both scores on it, so the
     correlation between the two models (same images, same labels) is kept.
@@ -200,29 +241,17 @@ def paired_bootstrap_test(
     """
     y_true, score_a = _as_arrays((y_true, score_a))
     _, score_b = _as_arrays((y_true.astype(float), score_b))
-
-    def diff_rows(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        stat = _rows_statistic(statistic, threshold)
-        return stat(y, a) - stat(y, b)
-
-    def diff_callable(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-        return float(statistic(y, a) - statistic(y, b))
-
-    arrays = (y_true, score_a, score_b)
     if isinstance(statistic, str):
         _rows_statistic(statistic, threshold)  # fail early on an unknown name
-        estimate = float(diff_rows(*(a[None, :] for a in arrays))[0])
-        rng = np.random.default_rng(seed)
-        n = len(y_true)
-        diffs = np.empty(n_resamples, dtype=float)
-        block = max(1, _BLOCK_CELLS // max(n, 1))
-        for start in range(0, n_resamples, block):
-            stop = min(n_resamples, start + block)
-            index = rng.integers(0, n, size=(stop - start, n))
-            diffs[start:stop] = diff_rows(y_true[index], score_a[index], score_b[index])
-    else:
-        estimate = diff_callable(*arrays)
-        diffs = _resampled(arrays, diff_callable, n_resamples, seed, threshold)
+    estimate = _point((y_true, score_a), statistic, threshold) - _point((y_true, score_b), statistic, threshold)
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_resamples, dtype=float)
+    for start, index in _index_blocks(len(y_true), n_resamples, rng, groups):
+        a = _statistic_of(index, (y_true, score_a), statistic, threshold)
+        b = _statistic_of(index, (y_true, score_b), statistic, threshold)
+        diffs[start:start + len(index)] = a - b
     valid = diffs[np.isfinite(diffs)]
     alpha = (1 - confidence) / 2
     if len(valid):
@@ -245,6 +274,7 @@ def paired_bootstrap_test(
         "confidence": confidence,
         "n_resamples": int(n_resamples),
         "n_valid": int(len(valid)),
+        "resampled": "rows" if groups is None else "groups",
     }
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 # Small enough for CI (a minute or two on 2 cores); every pipeline still does its real work.
 TINY_PARAMETERS = """
 demo_data:
-  n_images: 72
+  n_images: 150
   image_size: 64
   grid: {rows: 2, cols: 3}
 encoder:
@@ -43,9 +43,16 @@ embedding:
   batch_size: 16
   num_workers: 0
 study_design:
+  # two of the demo's outcomes (the third, lung cancer, has too few patients this small)
+  targets: ["outcome:heart_failure", "outcome:icu_admission"]
   min_positives: 2
   min_negatives: 2
+  split:
+    fractions: {encoder_train: 0.4, head_train: 0.3, validation: 0.1, test: 0.2}
+    folds: 10
   bootstrap: {n_resamples: 50}
+residual_1:
+  sweep: {top_k: [1, 2]}
 explainability:
   max_images: 12
   batch_size: 8

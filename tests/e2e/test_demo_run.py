@@ -24,15 +24,15 @@ def latest(project: Path, relative: str) -> Path:
 def test_demo_run_writes_every_layer(demo_run):
     project, result = demo_run
     manifest = pd.read_csv(project / "data/01_raw/demo_cxr/manifest.csv", dtype=str, keep_default_na=False)
-    assert len(manifest) == 72
+    assert len(manifest) == 150
     embeddings = pd.read_parquet(latest(project, "data/04_feature/image_embeddings.parquet"))
-    assert len(embeddings) == 72 and embeddings.shape[1] == 513
+    assert len(embeddings) == 150 and embeddings.shape[1] == 513
     metrics = json.loads(latest(project, "data/08_reporting/encoder_training_metrics.json").read_text())
     demo_root = str(project / "data/01_raw/demo_cxr")
     trained_on = metrics["provenance"]["encoder"]["trained_on"]
     assert metrics["provenance"]["data_root"] == demo_root
     assert trained_on["data_root"] == demo_root and trained_on["demo_dataset"] is True
-    assert 0 < trained_on["images"] < 72  # the encoder's training patients only
+    assert 0 < trained_on["images"] < 150  # the encoder's training patients only
     # the encoder's record reaches pipelines that never load the encoder, through the embeddings
     residual_metrics = json.loads(latest(project, "data/08_reporting/residual_1_metrics.json").read_text())
     assert residual_metrics["provenance"]["encoder"] == metrics["provenance"]["encoder"]
@@ -41,6 +41,8 @@ def test_demo_run_writes_every_layer(demo_run):
     }
     for relative in (
         "data/03_primary/phenotype_table.parquet",
+        "data/02_intermediate/study_split.parquet",
+        "data/08_reporting/residual_1_sweep.csv",
         "data/05_model_input/residuals_1.parquet",
         "data/05_model_input/residuals_2.parquet",
         "data/08_reporting/residual_1_roc.png",
@@ -49,6 +51,47 @@ def test_demo_run_writes_every_layer(demo_run):
         "data/08_reporting/explainability_metrics.json",
     ):
         assert latest(project, relative).stat().st_size > 0, relative
+
+
+def test_one_split_serves_the_whole_study(demo_run):
+    """No patient in two roles; the encoder trained on encoder_train patients only, never on a
+    validation or test patient; every metrics file says which role its numbers come from."""
+    project, _ = demo_run
+    split = pd.read_parquet(latest(project, "data/02_intermediate/study_split.parquet"))
+    assert set(split["role"]) == {"encoder_train", "head_train", "validation", "test"}
+    assert (split.groupby("patient_id")["role"].nunique() == 1).all()
+    trained_on = pd.read_parquet(latest(project, "data/08_reporting/encoder_training_images.parquet"))
+    role_of = dict(zip(split["image_id"], split["role"]))
+    assert len(trained_on) > 0 and {role_of[i] for i in trained_on["image_id"]} == {"encoder_train"}
+    held_out = set(split.loc[split["role"].isin(["validation", "test"]), "patient_id"])
+    assert not held_out & set(trained_on["patient_id"])
+    test = split[split["role"] == "test"]
+    expected = {"role": "test", "images": len(test), "patients": test["patient_id"].nunique()}
+    for name in ("encoder_training_metrics", "phenotyping_metrics", "residual_1_metrics", "residual_2_metrics",
+                 "explainability_metrics"):
+        metrics = json.loads(latest(project, f"data/08_reporting/{name}.json").read_text())
+        if name == "explainability_metrics":
+            assert metrics["role"]["role"] == "test" and 0 < metrics["role"]["images"] <= len(test), name
+        else:
+            assert metrics["role"] == expected, name
+    predictions = pd.read_parquet(latest(project, "data/07_model_output/residual_1_predictions.parquet"))
+    assert set(predictions["role"]) == {"head_train", "validation", "test"}
+    assert set(predictions["image_id"]) <= set(split.loc[split["role"] != "encoder_train", "image_id"])
+
+
+def test_an_outcome_column_is_a_target_end_to_end(demo_run):
+    project, _ = demo_run
+    manifest = pd.read_csv(project / "data/01_raw/demo_cxr/manifest.csv", dtype=str, keep_default_na=False)
+    assert {"outcome:heart_failure", "outcome:lung_cancer", "outcome:icu_admission"} <= set(manifest.columns)
+    metrics = json.loads(latest(project, "data/08_reporting/residual_1_metrics.json").read_text())
+    assert list(metrics["targets"]) == ["outcome:heart_failure", "outcome:icu_admission"]
+    for block in metrics["targets"].values():
+        assert 0.0 <= block["auc"]["image"]["estimate"] <= 1.0
+        assert block["residual_1_minus_image"]["minimum_detectable_difference"] > 0
+        assert block["auc"]["image"]["resampled"] == "groups"  # whole patients: a cluster bootstrap
+        assert 0 < block["n_test_patients"] <= block["n_test"]
+    sweep = pd.read_csv(latest(project, "data/08_reporting/residual_1_sweep.csv"))
+    assert len(sweep) == 2 * 2 * 2 * 2  # k in {1, 2} x (sentence, mean) x (predicted, report) x 2 targets
 
 
 def test_second_run_keeps_the_first_runs_outputs(demo_run):

@@ -49,6 +49,8 @@ WANTED_PREVIEWS = {
     "phenotype_table": "TablePreview",
     "report_labels": "TablePreview",
     "report_mentions": "TablePreview",
+    "study_split": "TablePreview",
+    "residual_1_sweep": "TablePreview",
     "residual_1_roc_plot": "ImagePreview",
     "residual_2_accuracy_plot": "ImagePreview",
     "caption_heatmap_grid": "ImagePreview",
@@ -156,7 +158,7 @@ def test_flowchart_and_metrics_preview_in_chromium(viz_site):
         open_flowchart(page, url, pipeline="demo")
         # every pipeline is a namespace: drawn as one collapsed group, its datasets between groups
         assert sorted(group_labels(page)) == sorted(PIPELINES), f"groups drawn: {group_labels(page)}"
-        assert not missing_labels(page, ["image_embeddings", "data_split", METRICS_DATASET])
+        assert not missing_labels(page, ["image_embeddings", "study_split", METRICS_DATASET])
         assert missing_labels(page, ["embed_images"]) == ["embed_images"], "a task node drawn outside its group"
         frame_whole_graph(page)
         page.screenshot(path=str(shots / "kedro_viz.png"))

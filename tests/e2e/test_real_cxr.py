@@ -24,8 +24,30 @@ pytestmark = [
 ]
 
 # residual_1 / residual_2 refuse these 11 images with a clear error (too few positives per
-# split); explainability uses the tiny demo run's heads, trained on the phantoms.
-PIPELINES = "data_validation,embedding,phenotyping,explainability"
+# role); explainability uses the tiny demo run's heads, trained on the phantoms.
+PIPELINES = "data_validation,study_design,embedding,phenotyping,explainability"
+# The tiny environment, with a study design for 11 unlabelled-ish images: no encoder training
+# (the tiny demo encoder is used), any label column a target, and every image explained.
+REAL_OVERRIDES = {
+    "study_design": {
+        "targets": "auto", "min_positives": 0, "min_negatives": 0,
+        "split": {"fractions": {"encoder_train": 0.0, "head_train": 0.5, "validation": 0.2, "test": 0.3}},
+    },
+    "explainability": {"roles": ["encoder_train", "head_train", "validation", "test"]},
+}
+
+
+def _with_real_overrides(project: Path) -> None:
+    """The copied project's tiny parameters, merged with REAL_OVERRIDES (one file per env)."""
+    import yaml
+
+    from .conftest import TINY_PARAMETERS
+
+    def merge(base: dict, extra: dict) -> dict:
+        return {**base, **{k: merge(base.get(k, {}), v) if isinstance(v, dict) else v for k, v in extra.items()}}
+
+    path = project / "conf" / "tiny" / "parameters.yml"
+    path.write_text(yaml.safe_dump(merge(yaml.safe_load(TINY_PARAMETERS), REAL_OVERRIDES)), encoding="utf-8")
 
 
 def independent_shape(path: Path) -> tuple[int, int]:
@@ -47,6 +69,7 @@ def real_run(demo_run, tmp_path_factory):
     before = _tree(REAL_CXR)
     project = tmp_path_factory.mktemp("real_project") / "project"
     shutil.copytree(demo_project, project)
+    _with_real_overrides(project)
     data_root = tmp_path_factory.mktemp("real_data") / "real_cxr"
     shutil.copytree(REAL_CXR, data_root)
     copied = _tree(data_root)

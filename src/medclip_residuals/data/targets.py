@@ -214,9 +214,11 @@ def select_targets(
 
 def target_rows(
     image_manifest: pd.DataFrame, study_split: pd.DataFrame, target: str, policy: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(image ids, 0/1 labels, roles) of the images that have a label for `target`."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(image ids, 0/1 labels, roles, patient ids) of the images that have a label for `target`."""
     ids = study_split["image_id"].astype(str).to_numpy()
     y = target_values(labelled_manifest(image_manifest, ids), target, policy)
     keep = ~np.isnan(y)
-    return ids[keep], y[keep].astype(int), study_split["role"].astype(str).to_numpy()[keep]
+    roles = study_split["role"].astype(str).to_numpy()
+    patients = study_split["patient_id"].astype(str).to_numpy()
+    return ids[keep], y[keep].astype(int), roles[keep], patients[keep]

@@ -122,13 +122,21 @@ def fit_target(
 
 
 def predictions_frame(
-    ids: np.ndarray, roles: np.ndarray, target: str, y: np.ndarray, model_name: str, probability: np.ndarray
+    ids: np.ndarray,
+    roles: np.ndarray,
+    patients: np.ndarray,
+    target: str,
+    y: np.ndarray,
+    model_name: str,
+    probability: np.ndarray,
 ) -> pd.DataFrame:
-    """One model's predictions: image_id, role (of the study split), target, model, y_true, probability."""
+    """One model's predictions: image_id, role (of the study split), patient_id, target,
+    model, y_true, probability."""
     return pd.DataFrame(
         {
             "image_id": ids,
             "role": roles,
+            "patient_id": patients,
             "target": target,
             "model": model_name,
             "y_true": y.astype(np.int8),
@@ -164,12 +172,12 @@ def fit_per_target(
     models: dict[tuple[str, str], Any] = {}
     frames = []
     for target in targets:
-        ids, y, roles = target_rows(image_manifest, heads_split, target, policy)
+        ids, y, roles, patients = target_rows(image_manifest, heads_split, target, policy)
         is_train = roles == "head_train"
         for model_name, (table, dataset) in features.items():
             model, probability = fit_target(table, ids, y, is_train, target, dataset, settings, seed)
             models[(target, model_name)] = model
-            frames.append(predictions_frame(ids, roles, target, y, model_name, probability))
+            frames.append(predictions_frame(ids, roles, patients, target, y, model_name, probability))
     return models, pd.concat(frames, ignore_index=True)
 
 

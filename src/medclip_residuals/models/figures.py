@@ -40,7 +40,7 @@ def plot_roc_curves(
     for ax in axes.ravel()[len(targets):]:
         ax.set_visible(False)
     for ax, target in zip(axes.ravel(), targets, strict=False):
-        y, scores = scores_on_test_split(predictions, target, models)
+        y, scores, _ = scores_on_test_split(predictions, target, models)
         for model in models:
             fpr, tpr, _ = roc_curve(y, scores[model])
             auc = metrics["targets"][target]["auc"][model]

@@ -97,9 +97,9 @@ def phenotype_sweep(
 
     image_only = {}
     for target in targets:
-        rows, y, roles = target_rows(image_manifest, heads_split, target, policy)
+        rows, y, roles, patients = target_rows(image_manifest, heads_split, target, policy)
         _, probability = fit_target(images_table, rows, y, roles == "head_train", target, "image_embeddings", classifier, seed)
-        image_only[target] = (rows, y, roles, probability)
+        image_only[target] = (rows, y, roles, patients, probability)
 
     records = []
     for k in sorted({min(k, k_max) for k in sweep.top_k}):
@@ -116,14 +116,16 @@ def phenotype_sweep(
                 )
                 residuals = matrix_to_embeddings(ids, images - w)
                 for target in targets:
-                    rows, y, roles, image_probability = image_only[target]
+                    rows, y, roles, patients, image_probability = image_only[target]
                     _, probability = fit_target(
                         residuals, rows, y, roles == "head_train", target, "residuals", classifier, seed
                     )
                     test = roles == "test"
-                    auc = auc_block(y[test], probability[test], bootstrap, seed)
-                    base = auc_block(y[test], image_probability[test], bootstrap, seed)
-                    difference = compare_auc(y[test], probability[test], image_probability[test], bootstrap, seed)
+                    auc = auc_block(y[test], probability[test], patients[test], bootstrap, seed)
+                    base = auc_block(y[test], image_probability[test], patients[test], bootstrap, seed)
+                    difference = compare_auc(
+                        y[test], probability[test], image_probability[test], patients[test], bootstrap, seed
+                    )
                     records.append({
                         "k": k, "strategy": strategy, "source": source, "target": target,
                         "n_test": int(test.sum()), "n_test_positive": int(y[test].sum()),

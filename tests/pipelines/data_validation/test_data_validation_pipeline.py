@@ -230,8 +230,9 @@ def test_labels_from_reports_fill_the_empty_labels_and_never_overwrite(tiny_data
 
     from medclip_residuals.pipelines.study_design.nodes import select_targets
 
-    # u_ones: effusion 1, 0, 1, 0 (not mentioned counts as negative): both classes on each side
-    split = pd.DataFrame({"image_id": filled.index, "split": ["train", "train", "test", "test"]})
+    # u_ones: effusion 1, 0, 1, 0 (not mentioned counts as negative): both classes in each role
+    split = pd.DataFrame({"image_id": filled.index, "patient_id": filled.index,
+                          "role": ["head_train", "head_train", "test", "test"]})
     targets = select_targets(
         out["image_manifest"], split, base_params("study_design", targets=["Pleural Effusion"], uncertainty_policy="u_ones")
     )

@@ -163,7 +163,8 @@ STUDY_DESIGN_OVERRIDES = {
     # no encoder training here: head_train, validation and test only, in steps of 1/10
     "split": {"fractions": {"encoder_train": 0.0, "head_train": 0.6, "validation": 0.1, "test": 0.3}, "folds": 10},
     "classifier": {"max_iter": 2000},
-    "bootstrap": {"n_resamples": 200},
+    # images one by one: the tests recompute the intervals from resampled rows
+    "bootstrap": {"n_resamples": 200, "resample": "images"},
 }
 
 RESIDUAL_2_OVERRIDES = {"map": {"ridge_alphas": [0.1, 1.0, 10.0]}}

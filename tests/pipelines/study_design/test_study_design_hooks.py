@@ -44,3 +44,19 @@ def test_published_weights_are_not_checked():
     hook.before_pipeline_run({}, None, None)
     hook.after_dataset_loaded("medclip_encoder", SimpleNamespace(trained_on={"dataset": "MIMIC-CXR"}), None)
     hook.after_dataset_loaded("study_split", split_with([]), None)
+
+
+def test_an_encoder_trained_on_another_data_root_is_not_checked():
+    """The demo encoder on a user's dataset saw none of it: that split's roles are all unseen."""
+    hook = StudySplitGuardHook()
+    hook.after_context_created(SimpleNamespace(project_path="/p", params={"data_root": "/users/cxr"},
+                                               config_loader={"globals": {}}))
+    hook.before_pipeline_run({}, None, None)
+    demo = encoder_trained_on(split_with(["a", "b"]))
+    demo.trained_on["data_root"] = "/p/data/01_raw/demo_cxr"
+    hook.after_dataset_loaded("medclip_encoder", demo, None)
+    hook.after_dataset_loaded("study_split", split_with(["a", "c"]), None)
+    here = encoder_trained_on(split_with(["a", "b"]))
+    here.trained_on["data_root"] = "/users/cxr"
+    with pytest.raises(StudySplitMismatchError):
+        hook.after_dataset_loaded("medclip_encoder", here, None)

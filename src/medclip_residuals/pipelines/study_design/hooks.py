@@ -9,6 +9,7 @@ import pandas as pd
 from kedro.framework.hooks import hook_impl
 
 from medclip_residuals.data.study_split import role_fingerprint
+from medclip_residuals.hooks import context_roots
 
 
 class StudySplitMismatchError(RuntimeError):
@@ -16,15 +17,22 @@ class StudySplitMismatchError(RuntimeError):
 
 
 class StudySplitGuardHook:
-    """Compare the `encoder_train_fingerprint` an encoder trained here records with the
-    fingerprint of the current `study_split`'s encoder_train role, as soon as a run has seen
-    both (loaded or saved). A mismatch means the split changed after training (other
-    fractions, seed or data): validation or test patients may have trained the encoder, so
-    the run stops. Published weights record no fingerprint and are not checked."""
+    """Compare the `encoder_train_fingerprint` an encoder trained on this run's data_root
+    records with the fingerprint of the current `study_split`'s encoder_train role, as soon
+    as a run has seen both (loaded or saved). A mismatch means the split changed after
+    training (other fractions, seed or data): validation or test patients may have trained
+    the encoder, so the run stops. An encoder trained on another data_root (the demo encoder
+    on your data) saw none of this dataset, and published weights record no fingerprint:
+    neither is checked."""
 
     def __init__(self) -> None:
+        self._data_root: str | None = None
         self._split: str | None = None
         self._encoder: str | None = None
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._data_root, _ = context_roots(context)
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict, pipeline: Any, catalog: Any) -> None:
@@ -42,7 +50,9 @@ class StudySplitGuardHook:
         if dataset_name == "study_split" and isinstance(data, pd.DataFrame):
             self._split = role_fingerprint(data, "encoder_train")
         elif dataset_name == "medclip_encoder":
-            self._encoder = (getattr(data, "trained_on", None) or {}).get("encoder_train_fingerprint")
+            trained_on = getattr(data, "trained_on", None) or {}
+            same_data = trained_on.get("data_root") in (None, self._data_root)
+            self._encoder = trained_on.get("encoder_train_fingerprint") if same_data else None
         else:
             return
         if self._split and self._encoder and self._split != self._encoder:
