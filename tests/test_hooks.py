@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -192,3 +193,29 @@ def test_progress_hook_logs_rows_and_the_file(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="medclip_residuals.hooks"):
         hook.after_node_run(SimpleNamespace(short_name="validate"), {"image_manifest": pd.DataFrame({"a": [1, 2, 3]})})
     assert caplog.records[-1].getMessage() == f"validate | image_manifest: 3 rows x 1 cols -> {path}"
+
+
+def test_run_timing_hook_saves_each_node_and_pipeline_time():
+    from medclip_residuals.hooks import RunTimingHook
+
+    hook = RunTimingHook()
+    catalog = DataCatalog({"run_timings": MemoryDataset()})
+    hook.before_pipeline_run({}, None, catalog)
+    for name, namespace in (("embedding.embed_images", "embedding"), ("embedding.embed_captions", "embedding"),
+                            ("phenotyping.score_phenotypes", "phenotyping")):
+        node = SimpleNamespace(name=name, namespace=namespace)
+        hook.before_node_run(node)
+        hook.after_node_run(node)
+        if name == "embedding.embed_images":  # a generator node: its work ends with its last chunk saved
+            time.sleep(0.05)
+            hook.after_dataset_saved("image_embeddings", None, node)
+    hook.after_pipeline_run({"pipeline_names": ["embedding", "phenotyping"]}, None, catalog)
+    record = catalog.load("run_timings")
+    assert record["pipelines"] == ["embedding", "phenotyping"]
+    assert [n["node"] for n in record["nodes"]] == ["embedding.embed_images", "embedding.embed_captions",
+                                                     "phenotyping.score_phenotypes"]
+    assert set(record["seconds_by_pipeline"]) == {"embedding", "phenotyping"}
+    embedding = sum(n["seconds"] for n in record["nodes"] if n["pipeline"] == "embedding")
+    assert record["seconds_by_pipeline"]["embedding"] == pytest.approx(embedding, abs=1e-3)
+    assert record["nodes"][0]["seconds"] >= 0.05
+    assert record["wall_seconds"] >= sum(record["seconds_by_pipeline"].values()) - 1e-3

@@ -2,7 +2,13 @@
 
 from kedro.config import OmegaConfigLoader
 
-from medclip_residuals.hooks import MissingInputsHook, ParametersCheckHook, ProgressLoggingHook, RunProvenanceHook
+from medclip_residuals.hooks import (
+    MissingInputsHook,
+    ParametersCheckHook,
+    ProgressLoggingHook,
+    RunProvenanceHook,
+    RunTimingHook,
+)
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
 from medclip_residuals.pipelines.study_design.hooks import StudySplitGuardHook
 
@@ -14,6 +20,7 @@ HOOKS = (
     RunProvenanceHook(),
     StudySplitGuardHook(),
     ProgressLoggingHook(),
+    RunTimingHook(),
     ParametersCheckHook(),
 )
 

@@ -94,6 +94,15 @@ def test_an_outcome_column_is_a_target_end_to_end(demo_run):
     assert len(sweep) == 2 * 2 * 2 * 2  # k in {1, 2} x (sentence, mean) x (predicted, report) x 2 targets
 
 
+def test_the_run_times_itself_per_pipeline(demo_run):
+    from medclip_residuals.pipeline_registry import PIPELINE_ORDER
+
+    project, _ = demo_run
+    timings = json.loads(latest(project, "data/08_reporting/run_timings.json").read_text())
+    assert timings["pipelines"] == ["demo"] and set(timings["seconds_by_pipeline"]) == set(PIPELINE_ORDER)
+    assert 0 < sum(timings["seconds_by_pipeline"].values()) <= timings["wall_seconds"]
+
+
 def test_second_run_keeps_the_first_runs_outputs(demo_run):
     project, _ = demo_run
     before = sorted((project / "data/04_feature/image_embeddings.parquet").iterdir())
