@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from medclip_residuals.pipeline_registry import PIPELINE_ORDER
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,9 +42,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="the newest N runs (default: since the demo data)")
     args = parser.parse_args()
     runs = newest_runs(args.project, args.runs)
-    order: list[str] = []
-    for record in runs:
-        order += [name for name in record["seconds_by_pipeline"] if name not in order]
+    names = {name for record in runs for name in record["seconds_by_pipeline"]}
+    order = [name for name in PIPELINE_ORDER if name in names] + sorted(names - set(PIPELINE_ORDER))
     header = " | ".join(f"run {i + 1}: {', '.join(r['pipelines'])}" for i, r in enumerate(runs))
     print(f"| pipeline | {header} |")
     print("| --- |" + " --- |" * len(runs))
