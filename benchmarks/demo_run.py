@@ -18,8 +18,6 @@ import argparse
 import json
 from pathlib import Path
 
-from medclip_residuals.pipeline_registry import PIPELINE_ORDER
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -42,8 +40,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="the newest N runs (default: since the demo data)")
     args = parser.parse_args()
     runs = newest_runs(args.project, args.runs)
-    names = {name for record in runs for name in record["seconds_by_pipeline"]}
-    order = [name for name in PIPELINE_ORDER if name in names] + sorted(names - set(PIPELINE_ORDER))
+    # each pipeline where its last node ran: the order the runs went through them
+    last_node = {entry["pipeline"]: (r, i) for r, record in enumerate(runs) for i, entry in enumerate(record["nodes"])}
+    order = sorted(last_node, key=last_node.__getitem__)
     header = " | ".join(f"run {i + 1}: {', '.join(r['pipelines'])}" for i, r in enumerate(runs))
     print(f"| pipeline | {header} |")
     print("| --- |" + " --- |" * len(runs))
