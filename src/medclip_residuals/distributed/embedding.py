@@ -20,7 +20,7 @@ import pandas as pd
 
 from medclip_residuals.distributed.engine import ShardEngine
 from medclip_residuals.distributed.keys import content_digests, image_keys, row_key, vision_fingerprint
-from medclip_residuals.distributed.shards import RowSources, plan_shards, run_shards, scatter_encoder, where_in_manifest
+from medclip_residuals.distributed.shards import RowSources, plan_shards, run_shards, where_in_manifest
 from medclip_residuals.distributed.worker import embed_shard
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.utils.frames import embeddings_to_matrix, matrix_to_embeddings
@@ -42,6 +42,8 @@ def embed_images_sharded(
 ) -> pd.DataFrame:
     """The embedding table of the manifest (as `embed_images` makes it in-process), computed
     over shards on the engine's cluster; rows of the latest version reused where unchanged."""
+    from medclip_residuals.distributed.plugin import register_encoder  # imports distributed: only here
+
     settings = engine.settings
     ids = image_manifest["image_id"].astype(str).tolist()
     paths = image_manifest["image_path"].astype(str).tolist()
@@ -66,14 +68,13 @@ def embed_images_sharded(
 
     shards = plan_shards(todo, keys, settings.embedding_batches_per_shard * batch_size,
                          {"what": "image_embedding", "batch_size": batch_size})
-    encoder_future = None
+    plugin: list[str] = []  # the encoder goes to the workers with the first shard sent
 
     def submit(shard, task_key):
-        nonlocal encoder_future
-        if encoder_future is None:
-            encoder_future = scatter_encoder(engine, encoder)
+        if not plugin:
+            plugin.append(register_encoder(engine.client, encoder, fingerprint))
         return engine.client.submit(
-            embed_shard, encoder_future, fingerprint, [paths[p] for p in shard.positions],
+            embed_shard, fingerprint, [paths[p] for p in shard.positions],
             batch_size=batch_size, num_workers=num_workers, bf16=bf16, device=device,
             torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
             resources=settings.resources or None, priority=-shard.number,
@@ -83,8 +84,8 @@ def embed_images_sharded(
         run = run_shards(engine.client, store, shards, submit, row_keys=keys, what=DATASET,
                          where_is=where_in_manifest(image_manifest))
     finally:
-        if encoder_future is not None:
-            encoder_future.release()
+        for name in plugin:
+            engine.client.unregister_worker_plugin(name)
 
     run.rows, run.reused_rows = len(ids), len(reused)
     engine.runs[DATASET] = run

@@ -203,15 +203,3 @@ def where_in_manifest(image_manifest: pd.DataFrame) -> Callable[[str], str]:
         return "image_manifest"
 
     return where_is
-
-
-def scatter_encoder(engine: Any, encoder: Any) -> Any:
-    """Send the encoder (on the CPU: a worker may have no GPU) to every worker once; a future."""
-    device = encoder.device
-    if device.type != "cpu":
-        encoder.to("cpu")
-    try:
-        return engine.client.scatter(encoder, broadcast=True, hash=False)
-    finally:
-        if device.type != "cpu":
-            encoder.to(device)

@@ -1,9 +1,10 @@
 """What runs on a Dask worker: one shard of images through the project's own batched paths.
 
-The encoder (and the heads) reach a worker once, scattered by the client (`Client.scatter`,
-broadcast): the worker keeps the object in its memory and every shard task gets that same
-object. `worker_encoder` moves it to the worker's device once and keeps it under its
-fingerprint, so a worker holds one model whatever the number of shards it runs.
+The encoder reaches a worker once, through a worker plugin (`plugin.EncoderPlugin`, set up
+on every worker, and on every worker that joins later), which puts it into this module's
+cache under its fingerprint; a shard task names the fingerprint, and `worker_encoder` moves
+the cached model to the worker's device once. A worker holds one model whatever the number
+of shards it runs.
 
 A shard that fails because of an image returns a `ShardFailure` naming it instead of raising:
 a bad file fails the same way every time, so Dask's retries would only repeat the failure.
@@ -26,7 +27,8 @@ from medclip_residuals.data.images import ImageDecodeError
 from medclip_residuals.data.preprocess import preprocess_image
 from medclip_residuals.models.encoder import MedCLIPEncoder
 
-_ENCODERS: dict[str, MedCLIPEncoder] = {}
+_ENCODERS: dict[str, MedCLIPEncoder] = {}  # fingerprint -> encoder, in this worker process
+_DEVICES: dict[str, str] = {}  # fingerprint -> the device it was moved to
 _LOCK = threading.Lock()
 
 
@@ -59,14 +61,31 @@ def worker_address() -> str:
         return f"pid {os.getpid()}"
 
 
-def worker_encoder(encoder: MedCLIPEncoder, fingerprint: str, device: str) -> MedCLIPEncoder:
-    """The worker's encoder of this fingerprint on its device (moved once, then kept)."""
+def cache_encoder(fingerprint: str, encoder: MedCLIPEncoder) -> None:
+    """Keep `encoder` in this worker under its fingerprint (the plugin's setup)."""
     with _LOCK:
-        cached = _ENCODERS.get(fingerprint)
-        if cached is None:
-            _ENCODERS.clear()  # one encoder per worker: a new run's encoder replaces the last
-            cached = _ENCODERS[fingerprint] = encoder.to(device)
-        return cached
+        _ENCODERS[fingerprint] = encoder
+        _DEVICES.pop(fingerprint, None)
+
+
+def forget_encoder(fingerprint: str) -> None:
+    """Drop the encoder of this fingerprint (the plugin's teardown: the node is done)."""
+    with _LOCK:
+        _ENCODERS.pop(fingerprint, None)
+        _DEVICES.pop(fingerprint, None)
+
+
+def worker_encoder(fingerprint: str, device: str) -> MedCLIPEncoder:
+    """The cached encoder of this fingerprint on `device` (moved there once)."""
+    with _LOCK:
+        encoder = _ENCODERS.get(fingerprint)
+        if encoder is None:
+            # a worker that joined before the plugin reached it; Dask retries the shard
+            raise RuntimeError(f"worker {worker_address()} has no encoder {fingerprint} (its plugin is not set up)")
+        if _DEVICES.get(fingerprint) != device:
+            encoder.to(device)
+            _DEVICES[fingerprint] = device
+        return encoder
 
 
 def first_bad_image(paths: Sequence[str], size: int) -> ImageDecodeError | None:
@@ -85,7 +104,6 @@ def _threads(torch_threads: int | None) -> None:
 
 
 def embed_shard(
-    encoder: MedCLIPEncoder,
     fingerprint: str,
     paths: Sequence[str],
     *,
@@ -101,7 +119,7 @@ def embed_shard(
 
     start = time.perf_counter()
     _threads(torch_threads)
-    model = worker_encoder(encoder, fingerprint, device)
+    model = worker_encoder(fingerprint, device)
     try:
         rows = embed_image_files(model, list(paths), batch_size=batch_size, num_workers=num_workers, bf16=bf16,
                                  progress=False)
@@ -114,7 +132,6 @@ def embed_shard(
 
 
 def heatmap_shard(
-    encoder: MedCLIPEncoder,
     fingerprint: str,
     heads: Mapping[str, torch.nn.Module],
     image_manifest: pd.DataFrame,
@@ -137,7 +154,7 @@ def heatmap_shard(
 
     start = time.perf_counter()
     _threads(torch_threads)
-    model = worker_encoder(encoder, fingerprint, device)
+    model = worker_encoder(fingerprint, device)
     try:
         maps = ArrayHeatmaps.collect(generate_heatmaps(
             model, image_manifest, heatmap_plan, heads=heads, w_by_image=w_by_image, method=method,
