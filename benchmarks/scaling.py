@@ -4,8 +4,9 @@ The same N phantom images are embedded (and heatmaps made for some of them) in-p
 as many torch threads as the cluster has worker threads ("equal cores"), then on a
 LocalCluster on 127.0.0.1 of each worker count (one thread each, torch on one thread).
 Printed side by side: start-up time (the cluster, then the first call: worker imports and
-the encoder's transfer), steady images (maps) per second, speedup against in-process on one
-thread, efficiency against in-process at equal cores. Then the incremental rerun (1% new
+the encoder's transfer), the time of a call on one shard (what every call pays), images
+(maps) per second of a call on all N, speedup against in-process on one thread, efficiency
+against in-process at equal cores. Then the incremental rerun (1% new
 images) as a ratio to the full run, and a MIMIC-CXR-size estimate from the measured rates
 (an estimate: 377,000 images, this machine's rates, nothing else changing).
 
@@ -17,8 +18,9 @@ Models (random weights: speed does not depend on the values):
     .venv/bin/python benchmarks/scaling.py --profile demo --n-images 256 --n-heatmaps 32
     .venv/bin/python benchmarks/scaling.py --device cuda --workers 1,2   # a worker per GPU
 
-Each run of a node is timed once (wall clock, including scattering the encoder to the
-workers and writing the shards): on a shared machine, run it twice and compare.
+Each timing is wall clock, the best of --repeats, and includes what a sharded call pays
+(sending the encoder to the workers, writing the shards); on a shared machine other jobs
+move the figures: run it twice and compare.
 """
 
 from __future__ import annotations
@@ -111,6 +113,28 @@ def heatmap_inputs(manifest: pd.DataFrame, n_heatmaps: int) -> dict:
     return {"image_manifest": images, "heatmap_plan": plan, "heads": {}, "w_by_image": {}}
 
 
+def rates(call, n_small: int, n_full: int, repeats: int, cpu_seconds) -> tuple[float, float, float]:
+    """(seconds of a call on one shard's rows: what every call pays; rows per second of a call
+    on n_full rows; CPU seconds per row of that call, all processes that work on it), the
+    times the best of `repeats`. CPU time is what other jobs on a shared machine move least."""
+    small = min(timed(call, n_small)[1] for _ in range(repeats))
+    full, cpu = float("inf"), float("inf")
+    for _ in range(repeats):
+        cpu_before = cpu_seconds()
+        seconds = timed(call, n_full)[1]
+        full, cpu = min(full, seconds), min(cpu, cpu_seconds() - cpu_before)
+    return small, n_full / full, cpu / n_full
+
+
+def worker_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its children, on a worker."""
+    import psutil
+
+    process = psutil.Process()
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed at the end
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=["medclip_vit", "demo"], default="medclip_vit")
@@ -119,16 +143,20 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
     parser.add_argument("--image-px", type=int, default=256, help="phantom side (resized to the model input)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--heatmap-batch-size", type=int, default=2)
-    parser.add_argument("--batches-per-shard", type=int, default=2, help="embedding and heatmap shard size, in batches")
+    parser.add_argument("--batches-per-shard", type=int, default=1, help="embedding and heatmap shard size, in batches")
     parser.add_argument("--shifts", default="0", help="shift smoothing offsets (the default config's 25 passes: -12,-6,0,6,12)")
     parser.add_argument("--workers", default="1,2", help="LocalCluster sizes to measure")
     parser.add_argument("--new-fraction", type=float, default=0.01, help="images added for the incremental rerun")
+    parser.add_argument("--repeats", type=int, default=2, help="each timing is the best of this many")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-cluster", action="store_true", help="the in-process rows only")
     args = parser.parse_args()
 
     sizes = sorted({int(w) for w in args.workers.split(",")})
     shifts = [int(v) for v in args.shifts.split(",")]
     n_new = max(1, round(args.n_images * args.new_fraction))
+    shard_images = args.batch_size * args.batches_per_shard
+    shard_maps = args.heatmap_batch_size * args.batches_per_shard
     hm_args = {"method": "hirescam", "target_layer": ["model.encoder.layers.0.blocks.-1"], "shifts_px": shifts,
                "contrast_caption": "the lungs are clear", "batch_size": args.heatmap_batch_size, "chunk_size": 256,
                "device": args.device}
@@ -140,22 +168,26 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
         tmp_path = Path(tmp)
         everything = draw_phantoms(tmp_path / "images", args.n_images + n_new, args.image_px)
         manifest = everything.iloc[: args.n_images].reset_index(drop=True)
-        heatmaps = heatmap_inputs(manifest, args.n_heatmaps)
         paths = manifest["image_path"].tolist()
+        heatmaps = {n: heatmap_inputs(manifest, n) for n in (shard_maps, args.n_heatmaps)}
 
         for threads in sorted({1, *sizes}):
+            encoder.to(args.device)
             with torch_threads(threads):
-                embed_image_files(encoder.to(args.device), paths[: args.batch_size], args.batch_size, 0, False,
-                                  progress=False)  # warm-up
-                reference, seconds = timed(embed_image_files, encoder, paths, args.batch_size, 0, False, progress=False)
-                maps, hm_seconds = timed(lambda: ArrayHeatmaps.collect(generate_heatmaps(
-                    encoder, progress=False, **heatmaps, **hm_args)))
-            results[f"in-process, {threads} thread(s)"] = {
-                "threads": threads, "embed": args.n_images / seconds, "maps": len(maps) / hm_seconds}
+                embed_image_files(encoder, paths[: args.batch_size], args.batch_size, 0, False, progress=False)  # warm-up
+                embed = rates(lambda n: embed_image_files(encoder, paths[:n], args.batch_size, 0, False,
+                                                          progress=False), shard_images, args.n_images,
+                              args.repeats, time.process_time)
+                maps = rates(lambda n: ArrayHeatmaps.collect(generate_heatmaps(
+                    encoder, progress=False, **heatmaps[n], **hm_args)), shard_maps, args.n_heatmaps, args.repeats,
+                    time.process_time)
+            results[f"in-process, {threads} thread(s)"] = {"threads": threads, "embed": embed, "maps": maps}
         encoder.to("cpu")
+        with torch_threads(1):
+            reference = embed_image_files(encoder, paths, args.batch_size, 0, False, progress=False)
 
         incremental = None
-        for n_workers in sizes:
+        for n_workers in [] if args.no_cluster else sizes:
             settings = parse_dask_config({"dask": {
                 "n_workers": n_workers, "threads_per_worker": 1, "torch_threads": 1,
                 "embedding_batches_per_shard": args.batches_per_shard, "heatmap_batches_per_shard": args.batches_per_shard,
@@ -163,31 +195,39 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
             cluster, start_s = timed(start_client, settings)
             try:
                 cluster.client.wait_for_workers(n_workers, timeout=300)
+                stores = iter(range(10**6))
 
-                def engine(name: str, catalog=None, settings=settings, cluster=cluster) -> ShardEngine:
-                    return ShardEngine(cluster.client, settings, tmp_path / f"store-{n_workers}-{name}", catalog)
+                def engine(catalog=None, settings=settings, cluster=cluster, stores=stores) -> ShardEngine:
+                    """A fresh shard store each call: every call computes all its rows."""
+                    return ShardEngine(cluster.client, settings, tmp_path / f"store-{n_workers}-{next(stores)}", catalog)
 
-                _, first_s = timed(embed_images_sharded, engine("warm-up"), encoder, manifest.iloc[: args.batch_size],
-                                   args.device, batch_size=args.batch_size, num_workers=0, bf16=False)
-                table, seconds = timed(embed_images_sharded, engine("steady"), encoder, manifest, args.device,
-                                       batch_size=args.batch_size, num_workers=0, bf16=False)
-                got = table.drop(columns="image_id").to_numpy()
+                def embed_call(n: int, engine=engine) -> pd.DataFrame:
+                    return embed_images_sharded(engine(), encoder, manifest.iloc[:n], args.device,
+                                                batch_size=args.batch_size, num_workers=0, bf16=False)
+
+                _, first_s = timed(embed_call, shard_images)  # workers import torch and the project, get the encoder
+
+                def cpu_seconds(client=cluster.client) -> float:  # the client's (hashing, storing) and the workers'
+                    return time.process_time() + sum(client.run(worker_cpu_seconds).values())
+
+                embed = rates(embed_call, shard_images, args.n_images, args.repeats, cpu_seconds)
+                got = embed_call(args.n_images).drop(columns="image_id").to_numpy()
                 if args.device == "cpu" and not np.array_equal(got, reference):
                     print(f"warning: {n_workers} worker(s): embeddings differ from in-process by "
                           f"{np.abs(got - reference).max():.2e}")
-                sharded_maps, hm_seconds = timed(lambda e=engine("heatmaps"): ArrayHeatmaps.collect(
-                    generate_heatmaps_sharded(e, encoder, **heatmaps, **hm_args)))
+                maps = rates(lambda n, engine=engine: ArrayHeatmaps.collect(generate_heatmaps_sharded(
+                    engine(), encoder, **heatmaps[n], **hm_args)), shard_maps, args.n_heatmaps, args.repeats, cpu_seconds)
                 results[f"LocalCluster {n_workers} x 1 thread"] = {
-                    "threads": n_workers, "start": start_s + first_s, "embed": args.n_images / seconds,
-                    "maps": len(sharded_maps) / hm_seconds}
+                    "threads": n_workers, "start": start_s + first_s, "embed": embed, "maps": maps}
 
                 if n_workers == sizes[-1]:
                     catalog = DataCatalog({"image_embeddings": ParquetDataset(
                         filepath=str(tmp_path / "image_embeddings.parquet"), version=Version(None, None))})
-                    full_engine = engine("incremental", catalog)
+                    full_engine = engine(catalog)
                     table, full_s = timed(embed_images_sharded, full_engine, encoder, manifest, args.device,
                                           batch_size=args.batch_size, num_workers=0, bf16=False)
                     catalog.save("image_embeddings", table)
+                    full_engine.saved("image_embeddings")
                     _, rerun_s = timed(embed_images_sharded, full_engine, encoder, everything, args.device,
                                        batch_size=args.batch_size, num_workers=0, bf16=False)
                     run = full_engine.runs["image_embeddings"]
@@ -195,30 +235,36 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
             finally:
                 cluster.close()
 
-    print(f"profile {args.profile} ({encoder.image_size} px), device {args.device}, {args.n_images} phantoms "
-          f"of {args.image_px} px, batch {args.batch_size}, shards of {args.batches_per_shard} batch(es); "
-          f"{args.n_heatmaps} hirescam heatmaps, {len(shifts) ** 2} pass(es) each, batch {args.heatmap_batch_size}")
-    baseline = results["in-process, 1 thread(s)"]
-    header = f"{'':32} {'start-up s':>10} {'images/s':>9} {'speedup':>8} {'effic.':>7} {'maps/s':>8} {'speedup':>8} {'effic.':>7}"
-    print(header)
+    print(f"profile {args.profile} ({encoder.image_size} px), device {args.device}, torch {torch.__version__}; "
+          f"{args.n_images} phantoms of {args.image_px} px, batch {args.batch_size}, shards of {shard_images} images; "
+          f"{args.n_heatmaps} hirescam caption heatmaps of {len(shifts) ** 2} pass(es), batch {args.heatmap_batch_size}, "
+          f"shards of {shard_maps}; each timing the best of {args.repeats}")
+    print(f"{'':30} {'start-up':>8} | {'1 shard':>7} {'images/s':>8} {'speedup':>7} {'effic.':>6} {'CPU ms':>7} "
+          f"{'CPU eff':>7} | {'1 shard':>7} {'maps/s':>7} {'speedup':>7} {'effic.':>6} {'CPU ms':>7} {'CPU eff':>7}")
+    base = results["in-process, 1 thread(s)"]
     for name, row in results.items():
         equal = results[f"in-process, {row['threads']} thread(s)"]
-        start = f"{row['start']:10.1f}" if "start" in row else f"{'-':>10}"
-        print(f"{name:32} {start} {row['embed']:9.2f} {row['embed'] / baseline['embed']:8.2f} "
-              f"{row['embed'] / equal['embed']:7.2f} {row['maps']:8.3f} {row['maps'] / baseline['maps']:8.2f} "
-              f"{row['maps'] / equal['maps']:7.2f}")
-    print("speedup: against in-process on 1 thread; efficiency: against in-process at equal cores (same threads)")
+        start = f"{row['start']:7.1f}s" if "start" in row else f"{'-':>8}"
+        cells = []
+        for what in ("embed", "maps"):
+            small, rate, cpu = row[what]
+            cells.append(f"{small:6.2f}s {rate:8.3f} {rate / base[what][1]:7.2f} {rate / equal[what][1]:6.2f} "
+                         f"{cpu * 1000:7.0f} {equal[what][2] / cpu:7.2f}")
+        print(f"{name:30} {start} | {cells[0]} | {cells[1]}")
+    print("start-up: the cluster, then its first call (workers import torch and the project); 1 shard: a call on one "
+          "shard's rows (what every call pays at least); images/s, maps/s: a call on all rows (wall clock); speedup: "
+          "against in-process on 1 thread; effic.: against in-process at equal cores (as many threads); CPU ms: CPU "
+          "time per image (map) of every process at work (client and workers); CPU eff: in-process CPU time per row "
+          "at equal cores divided by this one")
     if incremental:
         n_workers, reused, rows, full_s, rerun_s = incremental
         print(f"incremental rerun ({n_workers} workers): {rows - reused} new of {rows} images ({reused} reused) in "
-              f"{rerun_s:.1f} s against {full_s:.1f} s for the full run: ratio {rerun_s / full_s:.3f}")
-    best = max(results.values(), key=lambda row: row["embed"])
-    name = next(k for k, v in results.items() if v is best)
-    print(f"ESTIMATE, MIMIC-CXR ({MIMIC_CXR_IMAGES:,} images) at this run's rates: embedding "
-          f"{MIMIC_CXR_IMAGES / baseline['embed'] / 3600:.1f} h in-process on 1 thread, "
-          f"{MIMIC_CXR_IMAGES / best['embed'] / 3600:.1f} h on {name}; one caption heatmap each "
-          f"({len(shifts) ** 2} pass(es)): {MIMIC_CXR_IMAGES / best['maps'] / 3600:.1f} h on "
-          f"{next(k for k, v in results.items() if v is max(results.values(), key=lambda r: r['maps']))}")
+              f"{rerun_s:.1f} s against {full_s:.1f} s for the full run of {rows - n_new}: ratio {rerun_s / full_s:.3f}")
+    print(f"ESTIMATE for MIMIC-CXR ({MIMIC_CXR_IMAGES:,} images) from the rates above, nothing else changing "
+          f"(hours: embedding / one caption heatmap of {len(shifts) ** 2} pass(es) per image):")
+    for name, row in results.items():
+        print(f"  {name:30} {MIMIC_CXR_IMAGES / row['embed'][1] / 3600:8.1f} h / "
+              f"{MIMIC_CXR_IMAGES / row['maps'][1] / 3600:8.1f} h")
 
 
 if __name__ == "__main__":

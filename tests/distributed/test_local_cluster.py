@@ -97,6 +97,15 @@ def test_embeddings_equal_the_in_process_ones_and_ran_in_two_worker_processes(bo
     assert list(store.shards.glob("*.npy")) == []
 
 
+def test_dataloader_processes_start_inside_the_workers(bounded, engine, encoder, image_manifest):
+    """worker_daemon: false (conf/base/dask.yml): a daemonic worker process may not have children,
+    so a DataLoader with num_workers > 0 would fail in it."""
+    manifest = image_manifest(4)
+    table = bounded(CALL_TIMEOUT_S, embed_images_sharded, engine, encoder, manifest, "cpu",
+                    batch_size=BATCH, num_workers=1, bf16=False)
+    np.testing.assert_array_equal(matrix(table), in_process_embeddings(encoder, manifest))
+
+
 def _heatmap_inputs(encoder, manifest: pd.DataFrame, captions: list[str]) -> dict:
     rng = np.random.default_rng(0)
     head = logistic_head_from_sklearn(LogisticRegression(max_iter=200).fit(rng.standard_normal((20, 512)),

@@ -19,6 +19,7 @@ from medclip_residuals.distributed.settings import DaskSettings
 logger = logging.getLogger(__name__)
 
 DAEMON_KEY = "distributed.worker.daemon"
+PRE_SPAWN_ENVIRON_KEY = "distributed.nanny.pre-spawn-environ"
 
 
 class ClusterUnavailableError(RuntimeError):
@@ -31,7 +32,8 @@ class ClusterClient:
 
     client: Any
     cluster: Any = None
-    _daemon_before: Any = None
+    _config: Any = None  # the dask config set for the LocalCluster's life (dask.config.set, undone on close)
+    _log_level_before: int = logging.NOTSET
 
     def close(self) -> None:
         """Close the client, then the LocalCluster it started (its worker processes stop)."""
@@ -39,18 +41,22 @@ class ClusterClient:
             self.client.close()
         finally:
             if self.cluster is not None:
-                self.cluster.close()
-                dask.config.set({DAEMON_KEY: self._daemon_before})
-                self.cluster = None
+                try:
+                    self.cluster.close()
+                finally:
+                    self._config.__exit__(None, None, None)
+                    logging.getLogger("distributed").setLevel(self._log_level_before)
+                    self.cluster = None
 
 
 def start_client(settings: DaskSettings) -> ClusterClient:
     """A client of the settings' cluster, with at least one worker.
 
     LocalCluster: `n_workers` processes of `threads_per_worker` threads on 127.0.0.1 (no
-    dashboard), started with `distributed.worker.daemon` = `worker_daemon`. The value stays
-    set while the cluster lives, because a nanny reads it again when it restarts a worker that
-    died. An address: `Client(address)`.
+    dashboard). While it lives, the dask config says `distributed.worker.daemon` =
+    `worker_daemon`, and `worker_environ` is added to the environment its nannies give a
+    worker process before it starts (`distributed.nanny.pre-spawn-environ`): a nanny reads
+    both again when it restarts a worker that died. An address: `Client(address)`.
 
     Raises:
         ClusterUnavailableError: no scheduler or no worker within `connect_timeout_s`.
@@ -59,8 +65,15 @@ def start_client(settings: DaskSettings) -> ClusterClient:
 
     timeout = settings.connect_timeout_s
     if settings.local:
-        before = dask.config.get(DAEMON_KEY, default=True)
-        dask.config.set({DAEMON_KEY: settings.worker_daemon})
+        config = dask.config.set({
+            DAEMON_KEY: settings.worker_daemon,
+            **{f"{PRE_SPAWN_ENVIRON_KEY}.{name}": value for name, value in settings.worker_environ.items()},
+        })
+        # A LocalCluster's scheduler and nannies live in this process: their start-and-stop
+        # chatter (about 30 INFO lines) would fill the run's log; warnings still show.
+        distributed_logger = logging.getLogger("distributed")
+        level_before = distributed_logger.level
+        distributed_logger.setLevel(max(logging.WARNING, level_before))
         try:
             cluster = LocalCluster(
                 n_workers=settings.n_workers, threads_per_worker=settings.threads_per_worker, processes=True,
@@ -69,11 +82,12 @@ def start_client(settings: DaskSettings) -> ClusterClient:
             )
             client = Client(cluster, set_as_default=False, timeout=timeout)
         except BaseException:
-            dask.config.set({DAEMON_KEY: before})
+            config.__exit__(None, None, None)
+            distributed_logger.setLevel(level_before)
             raise
         logger.info("dask: LocalCluster of %d worker(s) x %d thread(s) on 127.0.0.1 (scheduler %s)",
                     settings.n_workers, settings.threads_per_worker, cluster.scheduler_address)
-        return ClusterClient(client, cluster, before)
+        return ClusterClient(client, cluster, config, level_before)
     try:
         client = Client(settings.scheduler_address, set_as_default=False, timeout=timeout)
     except OSError as error:

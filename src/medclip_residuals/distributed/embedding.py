@@ -61,8 +61,8 @@ def embed_images_sharded(
     reused = store.reusable(keys, previous_digests)
     todo = [p for p in range(len(ids)) if p not in reused]
     if previous is not None:
-        logger.info("%s: reused %d of %d rows from version %s (image and encoder unchanged); %d to embed",
-                    DATASET, len(reused), len(ids), previous[0], len(todo))
+        logger.info("%s: reused %d of %d rows from version %s (rows whose image file and encoder did not change "
+                    "since they were computed); %d to embed", DATASET, len(reused), len(ids), previous[0], len(todo))
     elif settings.incremental:
         logger.info("%s: no earlier version to reuse; %d to embed", DATASET, len(todo))
 

@@ -133,8 +133,9 @@ def generate_heatmaps_sharded(
     total = len(heatmap_plan)
     todo = [p for p in range(total) if p not in reused]
     if previous is not None:
-        logger.info("%s: reused %d of %d maps from version %s (image, target, method, layers, shifts and encoder "
-                    "unchanged); %d to compute", DATASET, len(reused), total, previous[0], len(todo))
+        logger.info("%s: reused %d of %d maps from version %s (maps whose image, target, method, layers, shifts and "
+                    "encoder did not change since they were computed); %d to compute",
+                    DATASET, len(reused), total, previous[0], len(todo))
     elif settings.incremental:
         logger.info("%s: no earlier version to reuse; %d to compute", DATASET, len(todo))
 

@@ -37,6 +37,7 @@ class DaskSettings(Parameters):
     threads_per_worker: int
     memory_limit: str
     worker_daemon: bool
+    worker_environ: dict[str, str]
     torch_threads: int | None
     connect_timeout_s: float
     embedding_batches_per_shard: int

@@ -71,6 +71,7 @@ class ShardRun:
     workers: set[str] = field(default_factory=set)
     pids: set[int] = field(default_factory=set)
     seconds: float = 0.0
+    worker_seconds: float = 0.0  # the shard tasks' own time, summed over shards
     rows: int = 0
     reused_rows: int = 0
 
@@ -138,6 +139,7 @@ def run_shards(
             run.computed += 1
             run.workers.add(result.worker)
             run.pids.add(result.pid)
+            run.worker_seconds += result.seconds
             if run.computed % step == 0 or run.computed == len(todo):
                 logger.info("%s: %d of %d shard(s) done", what, run.computed, len(todo))
     except BaseException:
@@ -146,7 +148,8 @@ def run_shards(
             client.cancel(pending)
         raise
     run.seconds = time.perf_counter() - start
-    logger.info("%s: %d shard(s) computed on %d worker(s) in %.1f s", what, run.computed, len(run.workers), run.seconds)
+    logger.info("%s: %d shard(s) computed on %d worker(s) in %.1f s (%.1f s of shard work)",
+                what, run.computed, len(run.workers), run.seconds, run.worker_seconds)
     return run
 
 
