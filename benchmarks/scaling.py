@@ -14,7 +14,7 @@ Models (random weights: speed does not depend on the values):
   --profile medclip_vit   MedCLIP-ViT's vision geometry: Swin-T at 224 px (default)
   --profile demo          the demo profile of conf/base/parameters_encoder.yml (128 px)
 
-    .venv/bin/python benchmarks/scaling.py --n-images 64 --n-heatmaps 8
+    .venv/bin/python benchmarks/scaling.py --n-images 64 --n-heatmaps 16
     .venv/bin/python benchmarks/scaling.py --profile demo --n-images 256 --n-heatmaps 32
     .venv/bin/python benchmarks/scaling.py --device cuda --workers 1,2   # a worker per GPU
 
@@ -139,10 +139,10 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=["medclip_vit", "demo"], default="medclip_vit")
     parser.add_argument("--n-images", type=int, default=64)
-    parser.add_argument("--n-heatmaps", type=int, default=8)
+    parser.add_argument("--n-heatmaps", type=int, default=16)
     parser.add_argument("--image-px", type=int, default=256, help="phantom side (resized to the model input)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--heatmap-batch-size", type=int, default=2)
+    parser.add_argument("--heatmap-batch-size", type=int, default=4)
     parser.add_argument("--batches-per-shard", type=int, default=1, help="embedding and heatmap shard size, in batches")
     parser.add_argument("--shifts", default="0", help="shift smoothing offsets (the default config's 25 passes: -12,-6,0,6,12)")
     parser.add_argument("--workers", default="1,2", help="LocalCluster sizes to measure")
@@ -195,11 +195,13 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
             cluster, start_s = timed(start_client, settings)
             try:
                 cluster.client.wait_for_workers(n_workers, timeout=300)
-                stores = iter(range(10**6))
+                made: list[ShardEngine] = []
 
-                def engine(catalog=None, settings=settings, cluster=cluster, stores=stores) -> ShardEngine:
+                def engine(catalog=None, settings=settings, cluster=cluster, made=made) -> ShardEngine:
                     """A fresh shard store each call: every call computes all its rows."""
-                    return ShardEngine(cluster.client, settings, tmp_path / f"store-{n_workers}-{next(stores)}", catalog)
+                    made.append(ShardEngine(cluster.client, settings, tmp_path / f"store-{n_workers}-{len(made)}",
+                                            catalog))
+                    return made[-1]
 
                 def embed_call(n: int, engine=engine) -> pd.DataFrame:
                     return embed_images_sharded(engine(), encoder, manifest.iloc[:n], args.device,
@@ -212,13 +214,16 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
 
                 embed = rates(embed_call, shard_images, args.n_images, args.repeats, cpu_seconds)
                 got = embed_call(args.n_images).drop(columns="image_id").to_numpy()
+                embed_work = made[-1].runs["image_embeddings"]
                 if args.device == "cpu" and not np.array_equal(got, reference):
                     print(f"warning: {n_workers} worker(s): embeddings differ from in-process by "
                           f"{np.abs(got - reference).max():.2e}")
                 maps = rates(lambda n, engine=engine: ArrayHeatmaps.collect(generate_heatmaps_sharded(
                     engine(), encoder, **heatmaps[n], **hm_args)), shard_maps, args.n_heatmaps, args.repeats, cpu_seconds)
+                maps_work = made[-1].runs["heatmaps"]  # the last call of `rates`: all the maps
                 results[f"LocalCluster {n_workers} x 1 thread"] = {
-                    "threads": n_workers, "start": start_s + first_s, "embed": embed, "maps": maps}
+                    "threads": n_workers, "start": start_s + first_s, "embed": embed, "maps": maps,
+                    "work": (embed_work.rows / embed_work.worker_seconds, maps_work.rows / maps_work.worker_seconds)}
 
                 if n_workers == sizes[-1]:
                     catalog = DataCatalog({"image_embeddings": ParquetDataset(
@@ -256,6 +261,12 @@ def main() -> None:  # noqa: PLR0915 - one measurement after the other, printed 
           "against in-process on 1 thread; effic.: against in-process at equal cores (as many threads); CPU ms: CPU "
           "time per image (map) of every process at work (client and workers); CPU eff: in-process CPU time per row "
           "at equal cores divided by this one")
+    for name, row in results.items():
+        if "work" in row:
+            embed_rate, maps_rate = row["work"]
+            print(f"{name}: inside the shard tasks, per worker: {embed_rate:.3f} images/s "
+                  f"({embed_rate / base['embed'][1]:.2f} of in-process on 1 thread), {maps_rate:.3f} maps/s "
+                  f"({maps_rate / base['maps'][1]:.2f})")
     if incremental:
         n_workers, reused, rows, full_s, rerun_s = incremental
         print(f"incremental rerun ({n_workers} workers): {rows - reused} new of {rows} images ({reused} reused) in "
