@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -65,7 +66,12 @@ def within(seconds: float, call: Callable[..., Any], *args: Any, **kwargs: Any) 
 
 
 def children() -> set[int]:
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    """Process ids of this process's descendants, but multiprocessing's resource tracker: the
+    interpreter starts it once (at the first spawned process) and needs it until it exits."""
+    from multiprocessing import resource_tracker
+
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)
+    return {p.pid for p in psutil.Process().children(recursive=True)} - {tracker}
 
 
 def stop_by_pid(pids: set[int], timeout_s: float = 10) -> None:
@@ -91,6 +97,13 @@ def stop_by_pid(pids: set[int], timeout_s: float = 10) -> None:
 def bounded() -> Callable[..., Any]:
     """`within` as a fixture: `bounded(seconds, call, *args)`."""
     return within
+
+
+@pytest.fixture(scope="session")
+def own_processes() -> SimpleNamespace:
+    """`children()` (this process's descendants, the resource tracker aside) and
+    `stop_by_pid(pids)`, for tests that start processes."""
+    return SimpleNamespace(children=children, stop_by_pid=stop_by_pid)
 
 
 @pytest.fixture(scope="module")

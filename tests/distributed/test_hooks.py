@@ -38,7 +38,9 @@ def test_without_a_dask_config_nothing_starts(tmp_path, dask_defaults):
         assert hook.settings is None and active_engine() is None
 
 
-def test_a_local_cluster_lives_for_the_run_and_its_processes_stop_after_it(tmp_path, dask_defaults, bounded):
+def test_a_local_cluster_lives_for_the_run_and_its_processes_stop_after_it(
+    tmp_path, dask_defaults, bounded, own_processes
+):
     hook = DaskClientHook()
     hook.after_context_created(_context(tmp_path, {"n_workers": 1, "connect_timeout_s": 60}, dask_defaults))
     assert hook.settings.n_workers == 1 and active_engine() is None  # nothing started yet
@@ -46,14 +48,14 @@ def test_a_local_cluster_lives_for_the_run_and_its_processes_stop_after_it(tmp_p
     hook.before_pipeline_run({}, Pipeline([node(_identity, "a", "b", name="phenotype")]), DataCatalog())
     assert active_engine() is None  # no sharded node: no cluster
 
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    before = own_processes.children()
     try:
         bounded(120, hook.before_pipeline_run, {}, embedding_pipeline(), DataCatalog())
         engine = active_engine()
         assert engine is not None and engine.store_root == (tmp_path / "data" / "shard_store").resolve()
         workers = bounded(60, engine.client.run, lambda: __import__("os").getpid())
         (pid,) = workers.values()
-        assert psutil.pid_exists(pid) and pid in {p.pid for p in psutil.Process().children(recursive=True)}
+        assert psutil.pid_exists(pid) and pid in own_processes.children()
 
         # shards of a dataset go once it is saved; a heatmap store only with its last chunk
         store = engine.store("heatmaps")
@@ -73,8 +75,7 @@ def test_a_local_cluster_lives_for_the_run_and_its_processes_stop_after_it(tmp_p
         assert not psutil.pid_exists(pid)
     finally:
         hook.close()
-        for process in [p for p in psutil.Process().children(recursive=True) if p.pid not in before]:
-            process.kill()  # by its id: whatever the close left
+        own_processes.stop_by_pid(own_processes.children() - before)  # by their ids: whatever the close left
 
 
 def test_a_shard_store_inside_data_root_is_refused(tmp_path, dask_defaults):

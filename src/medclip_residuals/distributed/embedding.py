@@ -21,6 +21,7 @@ import pandas as pd
 from medclip_residuals.distributed.engine import ShardEngine
 from medclip_residuals.distributed.keys import content_digests, image_keys, row_key, vision_fingerprint
 from medclip_residuals.distributed.shards import RowSources, plan_shards, run_shards, where_in_manifest
+from medclip_residuals.distributed.store import wanted_contents
 from medclip_residuals.distributed.worker import embed_shard
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.utils.frames import embeddings_to_matrix, matrix_to_embeddings
@@ -52,19 +53,22 @@ def embed_images_sharded(
     keys = [row_key("image_embedding", fingerprint, bool(bf16), files[image_id]) for image_id in ids]
     store = engine.store(DATASET)
 
-    previous = engine.latest(DATASET)
+    index = store.load_index() if settings.incremental else {}
+    wanted = wanted_contents(index, keys)
+    previous = engine.latest(DATASET) if wanted else None  # no key known: nothing to read
     previous_matrix = np.zeros((0, encoder.embed_dim), dtype=np.float32)
     previous_digests: dict[str, int] = {}
     if previous is not None:
         _, previous_matrix = embeddings_to_matrix(previous[1], dataset=f"{DATASET} version {previous[0]}")
-        previous_digests = {content: row for row, content in enumerate(content_digests(previous_matrix))}
-    reused = store.reusable(keys, previous_digests)
+        previous_digests = {c: row for row, c in enumerate(content_digests(previous_matrix)) if c in wanted}
+    reused = store.reusable(keys, previous_digests, index)
     todo = [p for p in range(len(ids)) if p not in reused]
     if previous is not None:
         logger.info("%s: reused %d of %d rows from version %s (rows whose image file and encoder did not change "
                     "since they were computed); %d to embed", DATASET, len(reused), len(ids), previous[0], len(todo))
-    elif settings.incremental:
-        logger.info("%s: no earlier version to reuse; %d to embed", DATASET, len(todo))
+    else:
+        logger.info("%s: %d to embed (%s)", DATASET, len(todo),
+                    "incremental: false" if not settings.incremental else "no row computed before with these keys")
 
     shards = plan_shards(todo, keys, settings.embedding_batches_per_shard * batch_size,
                          {"what": "image_embedding", "batch_size": batch_size})

@@ -28,6 +28,7 @@ from medclip_residuals.distributed.keys import (
     vision_fingerprint,
 )
 from medclip_residuals.distributed.shards import RowSources, plan_shards, run_shards, where_in_manifest
+from medclip_residuals.distributed.store import wanted_contents
 from medclip_residuals.distributed.worker import heatmap_shard
 from medclip_residuals.explain.generate import CaptionTargets, caption_targets, heatmap_metadata
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
@@ -76,16 +77,18 @@ def heatmap_row_keys(
     return keys
 
 
-def previous_maps(engine: ShardEngine) -> tuple[str, Any, dict[str, int]] | None:
-    """(version, store, content digest -> row) of the latest heatmaps version, read chunk by chunk."""
-    previous = engine.latest(DATASET)
+def previous_maps(engine: ShardEngine, wanted: set[str]) -> tuple[str, Any, dict[str, int]] | None:
+    """(version, store, content digest -> row) of the latest heatmaps version, read chunk by
+    chunk; only the contents in `wanted` are kept (none wanted: nothing is read)."""
+    previous = engine.latest(DATASET) if wanted else None
     if previous is None:
         return None
     version, stored = previous
     digests: dict[str, int] = {}
     for start, rows in stored.chunks():
         for offset, content in enumerate(content_digests(np.asarray(rows))):
-            digests.setdefault(content, start + offset)
+            if content in wanted:
+                digests.setdefault(content, start + offset)
     return version, stored, digests
 
 
@@ -128,16 +131,18 @@ def generate_heatmaps_sharded(
     keys = heatmap_row_keys(heatmap_plan, image_keys(plan_images), run, captions, heads, w_by_image)
     store = engine.store(DATASET)
 
-    previous = previous_maps(engine)
-    reused = store.reusable(keys, previous[2]) if previous else {}
+    index = store.load_index() if settings.incremental else {}
+    previous = previous_maps(engine, wanted_contents(index, keys))
+    reused = store.reusable(keys, previous[2], index) if previous else {}
     total = len(heatmap_plan)
     todo = [p for p in range(total) if p not in reused]
     if previous is not None:
         logger.info("%s: reused %d of %d maps from version %s (maps whose image, target, method, layers, shifts and "
                     "encoder did not change since they were computed); %d to compute",
                     DATASET, len(reused), total, previous[0], len(todo))
-    elif settings.incremental:
-        logger.info("%s: no earlier version to reuse; %d to compute", DATASET, len(todo))
+    else:
+        logger.info("%s: %d to compute (%s)", DATASET, len(todo),
+                    "incremental: false" if not settings.incremental else "no map computed before with these keys")
 
     shards = plan_shards(todo, keys, settings.heatmap_batches_per_shard * batch_size,
                          {"what": "heatmap", "batch_size": batch_size, "image_size": size})

@@ -121,12 +121,14 @@ class ShardStore:
         frame[INDEX_COLUMNS].to_parquet(partial, index=False)
         os.replace(partial, self.index_folder / f"{name}.parquet")
 
-    def reusable(self, row_keys: Sequence[str], previous_digests: Mapping[str, int]) -> dict[int, int]:
+    def reusable(
+        self, row_keys: Sequence[str], previous_digests: Mapping[str, int], index: Mapping[str, set[str]] | None = None,
+    ) -> dict[int, int]:
         """Output row -> previous row, for each row whose key is known (the index) to have
         produced content that the previous version holds (`previous_digests`: content -> row)."""
         if not previous_digests:
             return {}
-        index = self.load_index()
+        index = self.load_index() if index is None else index
         reused: dict[int, int] = {}
         for position, key in enumerate(row_keys):
             for content in index.get(key, ()):
@@ -134,3 +136,9 @@ class ShardStore:
                     reused[position] = previous_digests[content]
                     break
         return reused
+
+
+def wanted_contents(index: Mapping[str, set[str]], row_keys: Sequence[str]) -> set[str]:
+    """The contents the index records for these keys: the only rows of a previous version
+    worth reading (none: the previous version need not be read at all)."""
+    return {content for key in row_keys for content in index.get(key, ())}
