@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -96,7 +96,3 @@ def image_keys(image_manifest: pd.DataFrame) -> dict[str, dict[str, Any]]:
         keys[image_id] = {"path": absolute, "size": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
     return keys
 
-
-def keyed(mapping: Mapping[str, Any]) -> str:
-    """A key of a mapping (sorted JSON)."""
-    return row_key(dict(mapping))
