@@ -2,6 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
+from medclip_residuals.distributed.hooks import DaskClientHook
 from medclip_residuals.hooks import (
     MissingInputsHook,
     ParametersCheckHook,
@@ -12,8 +13,9 @@ from medclip_residuals.hooks import (
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
 from medclip_residuals.pipelines.study_design.hooks import StudySplitGuardHook
 
-# Kedro calls hooks last registered first: the parameters are checked first, and the demo-data
-# guard speaks before the missing-input check.
+# Kedro calls hooks last registered first: the Dask hook reads conf/<env>/dask.yml first (it
+# starts its client only for a pipeline with a sharded node), then the parameters are checked;
+# the demo-data guard speaks before the missing-input check.
 HOOKS = (
     MissingInputsHook(),
     DemoTargetGuardHook(),
@@ -22,6 +24,7 @@ HOOKS = (
     ProgressLoggingHook(),
     RunTimingHook(),
     ParametersCheckHook(),
+    DaskClientHook(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
@@ -31,4 +34,6 @@ CONFIG_LOADER_ARGS = {
     # An environment (conf/local, conf/medclip_vit, ...) overrides single parameters inside a
     # pipeline's dict instead of replacing the whole dict; catalog entries are replaced whole.
     "merge_strategy": {"parameters": "soft"},
+    # conf/<env>/dask.yml: the engine of the embedding and heatmap nodes (distributed/hooks.py)
+    "config_patterns": {"dask": ["dask*", "dask*/**"]},
 }

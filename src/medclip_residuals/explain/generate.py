@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,11 +74,33 @@ def stored_heads(*stored: Mapping[str, Any] | None) -> dict[str, torch.nn.Module
     return modules
 
 
+@dataclass
+class CaptionTargets:
+    """What the caption rows of a plan need, computed once per plan (and sent to every shard
+    of a sharded run, so that its targets are the in-process run's): the embedding of each
+    caption, of the contrast phrase, and the captions that are the contrast phrase itself."""
+
+    text_embeddings: dict[str, np.ndarray]
+    contrast_embedding: np.ndarray | None
+    plain_texts: set[str]
+
+
+def caption_targets(encoder: MedCLIPEncoder, heatmap_plan: pd.DataFrame, contrast_caption: str | None) -> CaptionTargets:
+    """Embed every caption of the plan (and the contrast phrase) with the encoder's text model.
+
+    A caption that is the contrast phrase itself (a normal study's report) keeps its plain target.
+    """
+    texts = sorted(set(heatmap_plan.loc[heatmap_plan["kind"] == "caption", "text"]))
+    text_embeddings = dict(zip(texts, encoder.encode_texts(texts))) if texts else {}
+    contrast_embedding = encoder.encode_texts([contrast_caption])[0] if contrast_caption and texts else None
+    plain_texts = {t for t in texts if contrast_caption and t.strip().lower() == contrast_caption.strip().lower()}
+    return CaptionTargets(text_embeddings, contrast_embedding, plain_texts)
+
+
 class PlanTargets:
     """The CAM target of each plan row: a caption's similarity or a head's probability.
 
-    Caption embeddings are computed once, for every caption of the plan; a caption that is
-    the contrast phrase itself (a normal study's report) keeps its plain target. A head is
+    Caption embeddings come from `caption_targets` (computed here unless given). A head is
     wrapped in a `HeatMapModel` the first time a row needs it.
     """
 
@@ -89,15 +112,12 @@ class PlanTargets:
         w_by_image: Mapping[str, np.ndarray],
         contrast_caption: str | None,
         device: torch.device,
+        captions: CaptionTargets | None = None,
     ) -> None:
-        texts = sorted(set(heatmap_plan.loc[heatmap_plan["kind"] == "caption", "text"]))
-        self.text_embeddings = dict(zip(texts, encoder.encode_texts(texts))) if texts else {}
-        self.contrast_embedding = (
-            encoder.encode_texts([contrast_caption])[0] if contrast_caption and texts else None
-        )
-        self.plain_texts = {
-            t for t in texts if contrast_caption and t.strip().lower() == contrast_caption.strip().lower()
-        }
+        captions = captions if captions is not None else caption_targets(encoder, heatmap_plan, contrast_caption)
+        self.text_embeddings = captions.text_embeddings
+        self.contrast_embedding = captions.contrast_embedding
+        self.plain_texts = captions.plain_texts
         self.vision, self.heads, self.w_by_image, self.device = encoder.vision_model, heads, w_by_image, device
         self.models: dict[str, HeatMapModel] = {}
 
@@ -124,6 +144,34 @@ class PlanTargets:
                 head = head.float()  # MPS has no float64
             self.models[name] = HeatMapModel(self.vision, head)
         return self.models[name]
+
+
+def plain_contrast_rows(heatmap_plan: pd.DataFrame, plain_texts: set[str]) -> int:
+    """How many rows of the plan are captions that are the contrast phrase itself."""
+    return int(heatmap_plan["text"].isin(plain_texts).sum()) if plain_texts else 0
+
+
+def heatmap_metadata(
+    encoder: MedCLIPEncoder,
+    heatmap_plan: pd.DataFrame,
+    method: str,
+    layer_name: str,
+    shifts_px: Sequence[int],
+    contrast_caption: str | None,
+    captions: CaptionTargets | PlanTargets,
+) -> dict[str, Any]:
+    """The run's metadata that every chunk of the heatmap store carries."""
+    return {
+        "method": method,
+        "target_layer": layer_name,
+        "shift_smoothing_px": [int(v) for v in shifts_px],
+        "contrast_caption": contrast_caption if captions.contrast_embedding is not None else None,
+        "n_plain_contrast_targets": plain_contrast_rows(heatmap_plan, captions.plain_texts),
+        "image_size": int(encoder.image_size),
+        "profile": getattr(encoder, "profile", ""),
+        "image_id": heatmap_plan["image_id"].tolist(),
+        "target_id": heatmap_plan["target_id"].tolist(),
+    }
 
 
 def rechunk(
@@ -158,6 +206,8 @@ def generate_heatmaps(
     batch_size: int,
     chunk_size: int,
     device: str,
+    captions: CaptionTargets | None = None,
+    progress: bool = True,
 ) -> Iterator[HeatmapChunk]:
     """Heatmaps (S, S) on the model input for every row of the plan, in chunks.
 
@@ -174,6 +224,8 @@ def generate_heatmaps(
         batch_size: image x target pairs per CAM call.
         chunk_size: maps per yielded chunk.
         device: "cpu", "cuda", "mps" or "auto".
+        captions: the plan's caption embeddings (`caption_targets`); None: computed here.
+        progress: a progress bar over the batches.
     """
     vision = encoder.vision_model
     layer_names, _ = resolve_target_layers(vision, target_layer)  # a clear error before any work
@@ -185,22 +237,12 @@ def generate_heatmaps(
     missing = sorted(set(heatmap_plan["image_id"]) - set(paths))
     if missing:
         raise ValueError(f"heatmap_plan names images that image_manifest lacks: {missing[:5]}")
-    targets = PlanTargets(encoder, heatmap_plan, heads, w_by_image, contrast_caption, torch_device)
+    targets = PlanTargets(encoder, heatmap_plan, heads, w_by_image, contrast_caption, torch_device, captions)
     size = int(encoder.image_size)
     images = ImageCache(size)
-    n_plain = int(heatmap_plan["text"].isin(targets.plain_texts).sum()) if targets.plain_texts else 0
+    n_plain = plain_contrast_rows(heatmap_plan, targets.plain_texts)
     total = len(heatmap_plan)
-    metadata = {
-        "method": method,
-        "target_layer": layer_name,
-        "shift_smoothing_px": [int(v) for v in shifts_px],
-        "contrast_caption": contrast_caption if targets.contrast_embedding is not None else None,
-        "n_plain_contrast_targets": n_plain,
-        "image_size": size,
-        "profile": getattr(encoder, "profile", ""),
-        "image_id": heatmap_plan["image_id"].tolist(),
-        "target_id": heatmap_plan["target_id"].tolist(),
-    }
+    metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_name, shifts_px, contrast_caption, targets)
     logger.info("compute_heatmaps: %d heatmaps, written in chunks of %d (%.1f MB each as float16)",
                 total, chunk_size, chunk_size * size * size * 2 / 2**20)
     rows = list(heatmap_plan.itertuples(index=False))
@@ -209,7 +251,7 @@ def generate_heatmaps(
     ) as explainer:
 
         def batches() -> Iterator[np.ndarray]:
-            for start in tqdm(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch"):
+            for start in tqdm(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch", disable=not progress):
                 batch = rows[start : start + batch_size]
                 pixels = torch.stack([images(paths[row.image_id]) for row in batch])
                 yield explainer.explain_batch(pixels, [targets(row) for row in batch])

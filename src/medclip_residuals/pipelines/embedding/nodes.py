@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from medclip_residuals.distributed.embedding import embed_images_sharded
+from medclip_residuals.distributed.engine import active_engine
 from medclip_residuals.models.embed import embed_image_files
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.report_text import caption_texts, log_over_limit
@@ -17,8 +19,16 @@ from .params import EmbeddingParams
 def embed_images(
     medclip_encoder: MedCLIPEncoder, image_manifest: pd.DataFrame, device: str, params: dict[str, Any]
 ) -> pd.DataFrame:
-    """Embed every image of the manifest: one row per image_id, 512 L2-normalised floats."""
+    """Embed every image of the manifest: one row per image_id, 512 L2-normalised floats.
+
+    With a Dask cluster configured (conf/<env>/dask.yml), over shards of the manifest on its
+    workers, reusing unchanged rows of the latest version (`distributed.embedding`).
+    """
     p = EmbeddingParams.parse(params, "embedding")
+    engine = active_engine()
+    if engine is not None:
+        return embed_images_sharded(engine, medclip_encoder, image_manifest, device, batch_size=p.batch_size,
+                                    num_workers=p.num_workers, bf16=p.bf16)
     medclip_encoder.to(device)
     matrix = embed_image_files(
         medclip_encoder, image_manifest["image_path"].tolist(), batch_size=p.batch_size,

@@ -10,6 +10,7 @@ chunk) -> `plot_caption_heatmap_grid`. The work is done in `medclip_residuals.ex
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -17,6 +18,8 @@ from matplotlib.figure import Figure
 
 from medclip_residuals.data.study_split import rows_in_role
 from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps, HeatmapChunk, HeatmapStore
+from medclip_residuals.distributed.engine import active_engine
+from medclip_residuals.distributed.heatmaps import generate_heatmaps_sharded
 from medclip_residuals.explain.evaluate import score_plan, summarise_metrics
 from medclip_residuals.explain.figures import plot_caption_grid
 from medclip_residuals.explain.generate import generate_heatmaps, stored_heads, w_by_image
@@ -70,14 +73,18 @@ def compute_heatmaps(
     device: str,
 ) -> Iterator[HeatmapChunk]:
     """Heatmaps (S, S) on the model input for every row of the plan, yielded in chunks of
-    `chunk_size` float16 maps (`explain.generate.generate_heatmaps`)."""
+    `chunk_size` float16 maps (`explain.generate.generate_heatmaps`); with a Dask cluster
+    configured (conf/<env>/dask.yml), over shards of the plan on its workers, reusing
+    unchanged maps of the latest version (`distributed.heatmaps`)."""
     p = ExplainabilityParams.parse(params, "explainability")
     size = int(medclip_encoder.image_size)
     if max(abs(v) for v in p.shift_smoothing_px) >= size:
         raise ParameterError(
             f"explainability.shift_smoothing_px {list(p.shift_smoothing_px)} must stay below the {size}-px input"
         )
-    yield from generate_heatmaps(
+    engine = active_engine()
+    generate = generate_heatmaps if engine is None else partial(generate_heatmaps_sharded, engine)
+    yield from generate(
         medclip_encoder, image_manifest, heatmap_plan,
         heads=stored_heads(residual_1_heads, residual_2_heads),
         w_by_image=w_by_image(phenotype_sentence_embeddings),
