@@ -120,9 +120,10 @@ def _heatmap_inputs(encoder, manifest: pd.DataFrame, captions: list[str]) -> dic
 def test_heatmaps_equal_the_in_process_ones(bounded, engine, encoder, image_manifest):
     inputs = _heatmap_inputs(encoder, image_manifest(4), CAPTIONS)
     assert len(inputs["heatmap_plan"]) == 14  # 4 reports + 4 x 2 captions + 2 head rows
+    # one torch thread on both sides: the captions are embedded in this process for the shards too
     with one_torch_thread():
         expected = ArrayHeatmaps.collect(generate_heatmaps(encoder, progress=False, **inputs, **HEATMAP_ARGS))
-    chunks = bounded(CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **inputs, **HEATMAP_ARGS)))
+        chunks = bounded(CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **inputs, **HEATMAP_ARGS)))
     assert [(c.start, len(c)) for c in chunks] == [(0, 5), (5, 5), (10, 4)]  # the node's chunks, in plan order
     got = ArrayHeatmaps.collect(iter(chunks))
     assert got.heatmaps.dtype == np.float16 and got.heatmaps.shape == (14, 32, 32)
@@ -249,18 +250,19 @@ def test_adding_a_caption_computes_only_its_maps(bounded, engine, encoder, image
     engine.catalog = catalog = _versioned_catalog(tmp_path)
     manifest = image_manifest(4)
     first = _heatmap_inputs(encoder, manifest, CAPTIONS[:1])
-    for chunk in bounded(CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **first, **HEATMAP_ARGS))):
-        catalog.save("heatmaps", chunk)
+    # one torch thread here too: the captions are embedded in this process (see above)
+    with one_torch_thread():
+        for chunk in bounded(CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **first, **HEATMAP_ARGS))):
+            catalog.save("heatmaps", chunk)
     assert len(catalog.load("heatmaps")) == 10
 
     both = _heatmap_inputs(encoder, manifest, CAPTIONS)
-    with caplog.at_level(logging.INFO, logger="medclip_residuals.distributed"):
+    with caplog.at_level(logging.INFO, logger="medclip_residuals.distributed"), one_torch_thread():
         got = ArrayHeatmaps.collect(iter(bounded(
             CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **both, **HEATMAP_ARGS)))))
+        expected = ArrayHeatmaps.collect(generate_heatmaps(encoder, progress=False, **both, **HEATMAP_ARGS))
     assert "heatmaps: reused 10 of 14 maps from version" in caplog.text
     assert engine.runs["heatmaps"].reused_rows == 10
-    with one_torch_thread():
-        expected = ArrayHeatmaps.collect(generate_heatmaps(encoder, progress=False, **both, **HEATMAP_ARGS))
     np.testing.assert_array_equal(got.heatmaps, expected.heatmaps)
 
 

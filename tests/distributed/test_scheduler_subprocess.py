@@ -153,8 +153,8 @@ def test_the_demo_runs_its_shards_on_a_scheduler_and_two_workers_started_apart(t
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 0, output[-6000:]
     assert f"dask: connected to {address}, 2 worker(s)" in output
-    assert "image_embeddings: 5 shard(s) of up to 16 rows sent to the cluster" in output  # 72 images, batch 16
-    assert "image_embeddings: 5 shard(s) computed on 2 worker(s)" in output
+    assert "image_embeddings: 10 shard(s) of up to 16 rows sent to the cluster" in output  # 150 images, batch 16
+    assert "image_embeddings: 10 shard(s) computed on 2 worker(s)" in output
     assert "heatmaps: " in output and "shard(s) computed on" in output
     assert "dask: client closed" in output
     assert not list((project / "data/shard_store/image_embeddings/shards").glob("*.npy"))  # deleted once saved
