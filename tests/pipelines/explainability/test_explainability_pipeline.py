@@ -321,6 +321,18 @@ def test_plan_scores_a_report_against_the_findings_it_names(params: dict) -> Non
     assert sorted(sampled["image_id"]) == ["a", "b"]
 
 
+def test_contrast_findings_change_the_caption_maps_only(study: dict, outputs: dict, params: dict) -> None:
+    contrasted = _run(study["inputs"], {**params, "contrast_findings": "max"})
+    plan = contrasted["heatmap_plan"]
+    assert contrasted["explainability_metrics"]["contrast_findings"] == "max"
+    row = plan[(plan["image_id"] == "img000") & (plan["target_id"] == "finding:Pneumonia")].iloc[0]
+    assert list(row["contrast_texts"]) == ["there is pleural effusion"] and row["contrast_reduce"] == "max"
+    plain, contrast = _maps(outputs["heatmaps"]), _maps(contrasted["heatmaps"])
+    heads = (plan["kind"] == "head").to_numpy()
+    np.testing.assert_array_equal(contrast[heads], plain[heads])
+    assert not np.allclose(contrast[~heads], plain[~heads])
+
+
 def test_token_similarity_maps_captions_and_heads(study: dict, params: dict) -> None:
     result = _run(study["inputs"], {**params, "method": "tokensimilarity", "target_layer": "model.layernorm"})
     maps = _maps(result["heatmaps"])
