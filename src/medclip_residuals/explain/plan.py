@@ -77,7 +77,8 @@ class Grounding(Parameters):
         if "{finding}" not in self.prompt_template:
             raise ParameterError(f"{where}.prompt_template {self.prompt_template!r} has no '{{finding}}'")
         for finding, prompt in self.prompts.items():
-            if not (prompt if isinstance(prompt, str) else prompt and prompt[0]).strip():
+            first = prompt if isinstance(prompt, str) else (prompt[0] if prompt else "")
+            if not first.strip():
                 raise ParameterError(f"{where}.prompts.{finding} is empty")
         if self.distractors_per_image < 0:
             raise ParameterError(f"{where}.distractors_per_image must be >= 0, got {self.distractors_per_image}")

@@ -52,6 +52,7 @@ def test_unknown_and_missing_keys_are_refused(base_params) -> None:
     ({"regions": {"lungs": [0.5, 0.1, 0.4, 0.8]}}, r"explainability.regions: region 'lungs' must be"),
     ({"contrast_findings": "min"}, r"explainability.contrast_findings: 'min' is not one of 'none', 'mean', 'max'"),
     ({"grounding": {"prompt_template": "there is"}}, r"explainability.grounding.prompt_template .* has no"),
+    ({"grounding": {"prompts": {"Lung Lesion": []}}}, r"explainability.grounding.prompts.Lung Lesion is empty"),
     ({"grounding": {"distractors_per_image": -1}}, r"explainability.grounding.distractors_per_image must be >= 0"),
     ({"grounding": {"finding_prompt_images": "all"}}, r"finding_prompt_images: 'all' is not one of"),
     ({"grid": {"two_finding_images": -1}}, r"explainability.grid: two_finding_images and sample_size must be >= 0"),
