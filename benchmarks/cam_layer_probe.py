@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -148,6 +149,13 @@ def held_out_localized(inputs: dict, split: str, max_images: int, seed: int) -> 
     return manifest[manifest["image_id"].astype(str).isin(set(ids))].reset_index(drop=True)
 
 
+def short_layer(name: str) -> str:
+    """A layer label for the tables: "model.encoder.layers.0.blocks.1 + ..." -> "stage0.block1+..."."""
+    name = re.sub(r"model\.encoder\.layers\.(\d+)\.blocks\.(\d+)", r"stage\1.block\2", name)
+    name = re.sub(r"model\.encoder\.layers\.(\d+)", r"stage\1", name)
+    return name.replace("model.", "").replace(" + ", "+")
+
+
 def _ci(row: dict, key: str) -> str:
     value = row.get(key)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -188,7 +196,7 @@ def print_grounding(label: str, metrics: dict, per_finding: bool) -> None:
                 continue
             ratio = d.get("ratio")
             ratio = "-" if ratio is None or (isinstance(ratio, float) and math.isnan(ratio)) else f"{ratio:.2f}"
-            print(f"  {label:<58}{group:<8}{finding:<18}{_ci(s, 'specificity')}{s.get('n', 0):>5}"
+            print(f"  {label:<52}{group:<8}{finding:<18}{_ci(s, 'specificity')}{s.get('n', 0):>5}"
                   f"{_ci(d, 'distractor_hit_rate')}{d.get('n_distractor', 0):>5}{_ci(d, 'true_hit_rate')}"
                   f"{d.get('n_true', 0):>5}{ratio:>7}")
 
@@ -214,7 +222,7 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
         plan = plan_heatmaps(manifest, localizations, heads["residual_1_heads"], heads["residual_2_heads"],
                              run_params, seed)
         print(f"\ncontrast_findings {contrast!r}: {len(plan)} heatmaps per method x layer")
-        print(f"{'method':<16}{'layer':<36}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}"
+        print(f"{'method':<16}{'layer':<30}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}"
               f"{'mIoU':>7}{'floor':>7}{'s':>7}")
         for layer in args.layers.split(","):
             for method in args.methods.split(","):
@@ -226,19 +234,19 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
                         inputs["medclip_encoder"], manifest, plan, w_table,
                         heads["residual_1_heads"], heads["residual_2_heads"], run, device))
                 except ValueError as error:  # e.g. a layer this encoder or method lacks: say so and go on
-                    print(f"{method:<16}{layer:<36}skipped: {error}")
+                    print(f"{method:<16}{short_layer(layer):<30}skipped: {error}")
                     continue
                 seconds = time.perf_counter() - start
                 _, metrics = score_heatmaps(heatmaps, plan, manifest, localizations, run, seed)
                 layer_name = heatmaps.metadata["target_layer"]
                 for row in metrics["by_group"]:
                     ci = f"[{row['hit_rate_low']:.2f}, {row['hit_rate_high']:.2f}]"
-                    print(f"{method:<16}{layer_name:<36}{row['group']:<12}{row['n']:>5}"
+                    print(f"{method:<16}{short_layer(layer_name):<30}{row['group']:<12}{row['n']:>5}"
                           f"{row['hit_rate']:>7.2f}{ci:>15}{row['floor_hit_rate']:>7.2f}{row['miou']:>7.2f}"
                           f"{row['floor_miou']:>7.2f}{seconds:>7.0f}")
-                print(f"  {'grounding':<58}{'group':<8}{'finding':<18}{'specificity':>19}{'n':>5}"
+                print(f"  {'grounding':<52}{'group':<8}{'finding':<18}{'specificity':>19}{'n':>5}"
                       f"{'distractor hit':>19}{'n':>5}{'true hit':>19}{'n':>5}{'ratio':>7}")
-                print_grounding(f"{method} {layer_name} {contrast}", metrics, args.per_finding)
+                print_grounding(f"{method} {short_layer(layer_name)} {contrast}", metrics, args.per_finding)
                 met = goals(metrics)
                 print(f"  goals: {', '.join(f'{k} {v}' for k, v in met.items())}")
                 results.append({"method": method, "layer": layer_name, "contrast_findings": contrast,
