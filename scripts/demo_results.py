@@ -21,6 +21,33 @@ def ci(entry: dict) -> str:
     return f"{entry['estimate']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
+def rate(row: dict, key: str) -> str:
+    """`estimate [low, high]`, or n/a where nothing was measured."""
+    if row.get(key) is None:
+        return "n/a"
+    return f"{row[key]:.3f} [{row[key + '_low']:.3f}, {row[key + '_high']:.3f}]"
+
+
+def print_grounding(explain: dict) -> None:
+    """Caption specificity and the distractor hit rate beside the true captions' hit rate."""
+    if "caption_specificity" not in explain:
+        return  # a run from before the grounding metrics
+    print("\nCaption specificity (images with two or more kinds of localized finding, captions naming one: of "
+          "the maps whose maximum lies in one of the image's regions, the share in the named finding's; "
+          "chance about 0.5):\n")
+    print("| group | finding | specificity | n (of eligible) |\n| --- | --- | --- | --- |")
+    for row in explain["caption_specificity"]["rows"]:
+        print(f"| {row['group']} | {row['finding']} | {rate(row, 'specificity')} | {row['n']} ({row['n_eligible']}) |")
+    print("\nDistractor hit rate (captions naming a finding the image does not have: maximum in a present "
+          "finding's region; per finding: in that finding's region) beside the true captions' hit rate:\n")
+    print("| group | finding present | distractor hit rate | n | true-caption hit rate | n | ratio |\n"
+          "| --- | --- | --- | --- | --- | --- | --- |")
+    for row in explain["distractor_hit_rate"]["rows"]:
+        ratio = "n/a" if row.get("ratio") is None else f"{row['ratio']:.2f}"
+        print(f"| {row['group']} | {row['finding']} | {rate(row, 'distractor_hit_rate')} | {row['n_distractor']} "
+              f"| {rate(row, 'true_hit_rate')} | {row['n_true']} | {ratio} |")
+
+
 def main() -> None:
     encoder = newest("encoder_training_metrics.json")
     print(f"Encoder: held-out zero-shot AUC ({encoder['held_out_images']} images of "
@@ -44,13 +71,15 @@ def main() -> None:
               f"| {two['majority_class_accuracy']:.3f} |")
     explain = newest("explainability_metrics.json")
     print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, shift smoothing "
-          f"{explain.get('shift_smoothing_px', [0])} px, contrast caption {explain.get('contrast_caption')!r}): "
+          f"{explain.get('shift_smoothing_px', [0])} px, contrast caption {explain.get('contrast_caption')!r}, "
+          f"contrast findings {explain.get('contrast_findings', 'none')!r}): "
           "pointing-game hit rate and mIoU, floor beside\n")
     print("| group | finding | n | hit rate | floor | mIoU | floor |\n| --- | --- | --- | --- | --- | --- | --- |")
     for row in explain["by_group"] + explain["by_group_and_finding"]:
         print(f"| {row['group']} | {row.get('finding', 'all')} | {row['n']} "
               f"| {row['hit_rate']:.3f} [{row['hit_rate_low']:.3f}, {row['hit_rate_high']:.3f}] "
               f"| {row['floor_hit_rate']:.3f} | {row['miou']:.3f} | {row['floor_miou']:.3f} |")
+    print_grounding(explain)
     for row in explain["interpretation"]:
         agreement = row["caption_location_agreement"]
         print(f"location agreement ({row['group']}): "

@@ -1,14 +1,21 @@
-"""CAM targets: a head's probability on the embedding, the cosine to a caption, and its
-contrast (the `setting` fixture: tests/explain/conftest.py)."""
+"""CAM targets: a head's probability on the embedding, the cosine to a caption, its contrast
+caption and its contrast set (the `setting` fixture: tests/explain/conftest.py)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from medclip_residuals.explain.heatmap_model import HeatMapModel, ImageEmbeddingModel
-from medclip_residuals.explain.targets import HeadTarget, SimilarityTarget
+from medclip_residuals.explain.targets import (
+    ContrastSetTarget,
+    HeadTarget,
+    SimilarityTarget,
+    caption_target,
+    caption_texts,
+)
 from medclip_residuals.models.heads import logistic_head_from_sklearn
 
 DIM = 512
@@ -50,3 +57,39 @@ def test_contrast_target_is_the_difference_of_cosines(setting: dict) -> None:
         SimilarityTarget(text, label="same", contrast_embedding=2.0 * text)
     with pytest.raises(ValueError, match="contrast text embedding contains NaN"):
         SimilarityTarget(text, contrast_embedding=np.full(DIM, np.nan))
+
+
+def test_contrast_set_target_subtracts_the_mean_or_the_max(setting: dict) -> None:
+    rng = np.random.default_rng(5)
+    text, others = rng.standard_normal(DIM), rng.standard_normal((3, DIM))
+    row = setting["embeddings"][2]
+    unit = others / np.linalg.norm(others, axis=1, keepdims=True)
+    caption = np.dot(row, text) / np.linalg.norm(text)
+    for reduce, subtracted in (("mean", (unit @ row).mean()), ("max", (unit @ row).max())):
+        target = ContrastSetTarget(text * 2.0, others * 4.0, reduce=reduce, label="caption")
+        assert float(target(torch.from_numpy(row).float())) == pytest.approx(float(caption - subtracted), abs=1e-5)
+        # a batch (several images, or the tokens of one) gives one value per row
+        batch = torch.from_numpy(setting["embeddings"][:3]).float()
+        assert target(batch).shape == (3,)
+    with pytest.raises(ValueError, match="contrast set of c is empty"):
+        ContrastSetTarget(text, np.zeros((0, DIM)), reduce="max", label="c")
+    with pytest.raises(ValueError, match="reduce must be"):
+        ContrastSetTarget(text, others, reduce="min")
+
+
+def test_caption_target_follows_the_plan_row() -> None:
+    rng = np.random.default_rng(6)
+    embeddings = {name: rng.standard_normal(DIM) for name in ("a caption", "other 1", "other 2", "clear")}
+    plan = pd.DataFrame({
+        "kind": ["caption", "caption", "head"], "text": ["a caption", "a caption", ""],
+        "contrast_texts": [["other 1", "other 2"], [], []], "contrast_reduce": ["max", "", ""],
+    })
+    assert caption_texts(plan) == ["a caption", "other 1", "other 2"]
+    with_set, plain = list(plan.itertuples(index=False))[:2]
+    target = caption_target(with_set, embeddings, embeddings["clear"])
+    assert isinstance(target, ContrastSetTarget) and len(target.contrast_embeddings) == 3  # the set + the contrast caption
+    assert isinstance(caption_target(plain, embeddings, embeddings["clear"]), SimilarityTarget)
+    # a plan without the contrast columns (written before them) gives the plain target
+    old = pd.DataFrame({"kind": ["caption"], "text": ["a caption"]})
+    assert caption_texts(old) == ["a caption"]
+    assert isinstance(caption_target(next(old.itertuples(index=False)), embeddings, None), SimilarityTarget)

@@ -1,6 +1,7 @@
 """Class activation maps on the MedCLIP vision encoder, through pytorch-grad-cam.
 
-- `resolve_cam_method(name)`: a CAM method by name -> its pytorch-grad-cam class.
+- `resolve_cam_method(name)`: a CAM method by name -> its pytorch-grad-cam class (or
+  `tokensimilarity`: the gradient-free token-level similarity of explain/token_similarity.py).
 - `CamExplainer`: many images per call, one target per image (explain/targets.py), one or
   several target layers (explain/layers.py), optional shift smoothing (explain/smoothing.py).
 
@@ -39,6 +40,7 @@ from tqdm.auto import tqdm
 from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
 from medclip_residuals.explain.layers import ActivationReshape, layer_label, resolve_target_layers
 from medclip_residuals.explain.smoothing import Shift, shift_grid
+from medclip_residuals.explain.token_similarity import TokenSimilarityCAM
 
 CAM_METHODS: dict[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
@@ -50,8 +52,9 @@ CAM_METHODS: dict[str, type[BaseCAM]] = {
     "xgradcam": XGradCAM,
     "eigengradcam": EigenGradCAM,
     "gradcamelementwise": GradCAMElementWise,
+    "tokensimilarity": TokenSimilarityCAM,
 }
-_ALIASES = {"gradcamplusplus": "gradcam++", "gradcampp": "gradcam++"}
+_ALIASES = {"gradcamplusplus": "gradcam++", "gradcampp": "gradcam++", "maskclip": "tokensimilarity"}
 
 
 def resolve_cam_method(name: str) -> type[BaseCAM]:
@@ -127,7 +130,10 @@ class CamExplainer:
         ]
         self.reshape = ActivationReshape()
         # several layers: pytorch-grad-cam scales each layer's map to [0, 1] and averages them
-        self.cam = self.method_class(model=self.model, target_layers=self._taps, reshape_transform=self.reshape)
+        extra = {"layer_names": self.layer_names} if issubclass(self.method_class, TokenSimilarityCAM) else {}
+        self.cam = self.method_class(
+            model=self.model, target_layers=self._taps, reshape_transform=self.reshape, **extra
+        )
         self.cam.batch_size = self.batch_size  # ScoreCAM's batch of masked copies
         self.shifts = shift_grid(shifts_px)
         self.aug_smooth = self.shifts != [(0, 0)]

@@ -2,9 +2,11 @@
 
 `score_plan` walks the plan and its maps together, one chunk of maps in memory at a time,
 and gives one row per (heatmap, scored finding): the pointing game and Otsu IoU
-(explain/scoring.py) beside the centred-Gaussian floor, and the interpretation
-(explain/interpretation.py). `summarise_metrics` turns that table into the metrics JSON,
-with bootstrap intervals per group and per (group, finding).
+(explain/scoring.py) beside the centred-Gaussian floor, the image's regions that hold the
+map's maximum (`peak_findings`), and the interpretation (explain/interpretation.py).
+`summarise_metrics` turns that table into the metrics JSON, with bootstrap intervals per
+group and per (group, finding), and the grounding metrics: `caption_specificity` and
+`distractor_hit_rate` (explain/scoring.py), from the caption maps (`grounding_maps`).
 
 Example:
     >>> scores = score_plan(source, plan, manifest, localizations, scoring=scoring,  # doctest: +SKIP
@@ -31,8 +33,12 @@ from medclip_residuals.explain.interpretation import (
     location_agrees,
     parse_location,
 )
+from medclip_residuals.explain.plan import cell_list, labelled_findings, localized_findings
 from medclip_residuals.explain.scoring import (
+    PeakRegions,
+    caption_specificity,
     centred_gaussian_heatmap,
+    distractor_rates,
     finding_regions,
     localizations_by_image,
     score_heatmap,
@@ -87,7 +93,8 @@ def score_plan(
     with finding "" and NaN scores.
 
     Columns: hit, iou, pred_empty, truth_empty, the same for the centred-Gaussian floor,
-    the dominant region (phrase, side, zone, share), the location the caption states (for
+    peak_findings (the image's localized findings whose region holds the map's maximum,
+    sorted, joined by "|"; "" for none), the dominant region (phrase, side, zone, share), the location the caption states (for
     a head: the image's report) and whether the region agrees with it, and with the
     localization's own side/zone where known.
 
@@ -109,6 +116,7 @@ def score_plan(
     frames: list[pd.DataFrame] = []
     records: list[dict[str, Any]] = []
     current_image, image_regions, floor_scores, original_hw, report = None, {}, {}, None, ""
+    peak_regions = PeakRegions({})
     for row, heatmap in zip(heatmap_plan.itertuples(index=False), _maps_in_order(source, chunk_size)):
         if len(records) >= chunk_size:
             frames.append(pd.DataFrame(records))
@@ -123,6 +131,7 @@ def score_plan(
                 f: score_heatmap(floor_original, mask, scoring.hit_tolerance_px) for f, mask in image_regions.items()
             }
             report = str(info.get("report", ""))
+            peak_regions = PeakRegions(image_regions, scoring.hit_tolerance_px)
         original = heatmap_to_original(heatmap, original_hw)
         region = dominant_region(original, regions)
         stated = parse_location(row.text if row.kind == "caption" else report)
@@ -132,6 +141,7 @@ def score_plan(
             "region": region.phrase, "region_side": region.side, "region_zone": region.zone,
             "region_share": region.share, "stated_side": stated.side, "stated_zone": stated.zone,
             "location_agrees": location_agrees(region, stated),
+            "peak_findings": "|".join(peak_regions(original)),
         }
         findings = list(row.findings)
         if not findings:
@@ -160,6 +170,35 @@ def score_plan(
     for column in ("truth_side", "truth_zone"):
         scores[column] = scores[column].fillna("") if column in scores else ""
     return scores
+
+
+def grounding_maps(
+    scores: pd.DataFrame,
+    heatmap_plan: pd.DataFrame,
+    image_manifest: pd.DataFrame,
+    image_localizations: pd.DataFrame,
+) -> pd.DataFrame:
+    """One row per caption heatmap, what the grounding metrics read: row, image_id, group,
+    named, localized (the image's localized findings), peak (those holding the maximum) and
+    absent (the caption names findings the image has none of, localized or labelled; never
+    for a report, which may name a finding to deny it)."""
+    captions = heatmap_plan[heatmap_plan["kind"] == "caption"]
+    columns = ["row", "image_id", "group", "named", "localized", "peak", "absent"]
+    if captions.empty or "named" not in captions:
+        return pd.DataFrame(columns=columns)
+    localized = localized_findings(image_localizations)
+    kinds = set().union(*localized.values()) if localized else set()
+    labelled = labelled_findings(image_manifest.assign(image_id=image_manifest["image_id"].astype(str)), kinds)
+    peaks = scores.drop_duplicates("row").set_index("row")["peak_findings"]
+    rows = []
+    for row in captions.itertuples(index=False):
+        named = cell_list(row.named)
+        found = sorted(localized.get(row.image_id, set()))
+        present = set(found) | labelled.get(row.image_id, set())
+        peak = [f for f in str(peaks.get(row.row, "") or "").split("|") if f]
+        absent = row.group != "report" and bool(named) and not (set(named) & present)
+        rows.append((row.row, row.image_id, row.group, named, found, peak, absent))
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _rate(values: pd.Series) -> float | None:
@@ -229,12 +268,18 @@ def summarise_metrics(
             "truth_location_agreement": _rate(frame["region_matches_truth"]),
             "regions": {str(k): int(v) for k, v in per_map["region"].value_counts().items()},
         })
+    maps = grounding_maps(scores, heatmap_plan, image_manifest, image_localizations)
+    ci_args = {"n_resamples": scoring.n_resamples, "seed": seed, "confidence": scoring.confidence}
+    specificity = caption_specificity(maps, **ci_args)
+    distractors = distractor_rates(maps, **ci_args)
     metadata = heatmaps_metadata
+    contrast_reduce = sorted(set(heatmap_plan.get("contrast_reduce", pd.Series(dtype=str)).dropna()) - {""})
     return {
         "method": metadata.get("method"),
         "target_layer": metadata.get("target_layer"),
         "shift_smoothing_px": metadata.get("shift_smoothing_px", [0]),
         "contrast_caption": metadata.get("contrast_caption"),
+        "contrast_findings": contrast_reduce[0] if contrast_reduce else "none",
         "n_plain_contrast_targets": metadata.get("n_plain_contrast_targets", 0),
         "image_size": metadata.get("image_size"),
         "scoring": {
@@ -257,5 +302,21 @@ def summarise_metrics(
         },
         "by_group": table(["group"]),
         "by_group_and_finding": table(["group", "finding"]),
+        "caption_specificity": {
+            "definition": (
+                "images with two or more localized kinds of finding, captions naming one of them: of the maps "
+                "whose maximum lies in one of the image's regions, the share in the named finding's region "
+                "(chance about 0.5)"
+            ),
+            "rows": json_records(specificity),
+        },
+        "distractor_hit_rate": {
+            "definition": (
+                "images with a localized finding, captions naming a finding the image does not have: the share "
+                "of maps whose maximum lies in a present finding's region (per finding: in that finding's "
+                "region), beside the true captions' hit rate on the same finding"
+            ),
+            "rows": json_records(distractors),
+        },
         "interpretation": agreement,
     }

@@ -32,7 +32,7 @@ from medclip_residuals.datasets.heatmap_store import HeatmapChunk
 from medclip_residuals.explain.cam import CamExplainer
 from medclip_residuals.explain.heatmap_model import HeatMapModel
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
-from medclip_residuals.explain.targets import HeadTarget, SimilarityTarget, Target
+from medclip_residuals.explain.targets import HeadTarget, Target, caption_target, caption_texts
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.heads import heads_from_tensors
@@ -90,7 +90,7 @@ def caption_targets(encoder: MedCLIPEncoder, heatmap_plan: pd.DataFrame, contras
 
     A caption that is the contrast phrase itself (a normal study's report) keeps its plain target.
     """
-    texts = sorted(set(heatmap_plan.loc[heatmap_plan["kind"] == "caption", "text"]))
+    texts = caption_texts(heatmap_plan)  # the captions and their contrast sets
     text_embeddings = dict(zip(texts, encoder.encode_texts(texts))) if texts else {}
     contrast_embedding = encoder.encode_texts([contrast_caption])[0] if contrast_caption and texts else None
     plain_texts = {t for t in texts if contrast_caption and t.strip().lower() == contrast_caption.strip().lower()}
@@ -124,7 +124,7 @@ class PlanTargets:
     def __call__(self, row: Any) -> Target:
         if row.kind == "caption":
             contrast = None if row.text in self.plain_texts else self.contrast_embedding
-            return SimilarityTarget(self.text_embeddings[row.text], label=row.text, contrast_embedding=contrast)
+            return caption_target(row, self.text_embeddings, contrast)
         model = self._model(row.head)
         w = None
         if model.needs_w:

@@ -13,6 +13,12 @@ which undoes the resize and the square padding, so that the padded border never 
 - floor: the same scores for a centred Gaussian heatmap, to show whether the heat means
   more than "findings tend to be in the middle".
 - per-finding summaries with 95% bootstrap intervals (`medclip_residuals.stats.bootstrap_ci`).
+- grounding: which of an image's regions hold a map's maximum (`peak_findings`), and from
+  that, per caption, `caption_specificity` (on images with two kinds of finding or more: of
+  the maps whose maximum lies in one of the image's regions, the share in the region of the
+  finding the caption names; a map that ignores the caption scores about 0.5) and
+  `distractor_rates` (maps of captions naming a finding the image does not have: the share
+  whose maximum still lies in a present finding's region, beside the true captions' hit rate).
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ def is_constant(heatmap: np.ndarray) -> bool:
     return not finite.any() or float(np.nanmax(heatmap) - np.nanmin(heatmap)) <= 1e-12
 
 
+def peak_position(heatmap: np.ndarray) -> tuple[int, int] | None:
+    """(row, col) of the maximum (the first, row-major, on ties); None for a constant map."""
+    if is_constant(heatmap):
+        return None
+    row, col = np.unravel_index(int(np.nanargmax(heatmap)), heatmap.shape)
+    return int(row), int(col)
+
+
 def pointing_hit(heatmap: np.ndarray, truth: np.ndarray, tolerance_px: float = 0.0) -> bool:
     """Pointing game on one image: does the maximum of `heatmap` fall in `truth` (both (H, W))?
 
@@ -55,15 +69,42 @@ def pointing_hit(heatmap: np.ndarray, truth: np.ndarray, tolerance_px: float = 0
     """
     if heatmap.shape != truth.shape:
         raise ValueError(f"heatmap {heatmap.shape} and region {truth.shape} differ in shape")
-    if is_constant(heatmap) or not truth.any():
+    peak = peak_position(heatmap)
+    if peak is None or not truth.any():
         return False
-    row, col = np.unravel_index(int(np.nanargmax(heatmap)), heatmap.shape)
-    if truth[row, col]:
+    if truth[peak]:
         return True
     if tolerance_px <= 0:
         return False
     distance = ndimage.distance_transform_edt(~truth.astype(bool))
-    return bool(distance[row, col] <= tolerance_px)
+    return bool(distance[peak] <= tolerance_px)
+
+
+class PeakRegions:
+    """Which of one image's regions hold a map's maximum (within `tolerance_px`), by the same
+    rule as `pointing_hit`; each region's distance map is computed once per image."""
+
+    def __init__(self, regions: dict[str, np.ndarray], tolerance_px: float = 0.0) -> None:
+        self.regions, self.tolerance_px = regions, float(tolerance_px)
+        self._distances: dict[str, np.ndarray] = {}
+
+    def __call__(self, heatmap: np.ndarray) -> list[str]:
+        """The findings (sorted) whose region holds the maximum of `heatmap`; [] for none."""
+        peak = peak_position(heatmap)
+        if peak is None:
+            return []
+        inside = []
+        for finding, region in self.regions.items():
+            if region.shape != heatmap.shape:
+                raise ValueError(f"heatmap {heatmap.shape} and region {region.shape} differ in shape")
+            if region[peak]:
+                inside.append(finding)
+            elif self.tolerance_px > 0 and region.any():
+                if finding not in self._distances:
+                    self._distances[finding] = ndimage.distance_transform_edt(~region.astype(bool))
+                if self._distances[finding][peak] <= self.tolerance_px:
+                    inside.append(finding)
+        return sorted(inside)
 
 
 def otsu_mask(heatmap: np.ndarray) -> np.ndarray:
@@ -207,3 +248,107 @@ def summarise_scores(
             record[f"{prefix}n_nonempty"] = int(nonempty.sum())
         rows.append(record)
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ grounding
+
+
+def _rate_ci(values: Sequence[float], n_resamples: int, seed: int, confidence: float) -> dict[str, float | int]:
+    """Estimate, low, high and n of a share; NaN with n = 0 when there is nothing."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return {"estimate": math.nan, "low": math.nan, "high": math.nan, "n": 0}
+    ci = bootstrap_ci(values, "mean", n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return {"estimate": float(ci["estimate"]), "low": float(ci["low"]), "high": float(ci["high"]), "n": len(values)}
+
+
+def caption_specificity(
+    maps: pd.DataFrame, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Caption specificity per group, overall (finding "all") and per named finding.
+
+    `maps` has one row per caption heatmap with columns group, named (the findings the
+    caption names), localized (the image's localized findings) and peak (those whose region
+    holds the map's maximum). Eligible: images with two localized kinds or more, captions
+    naming exactly one finding, present on the image. Counted: eligible maps whose maximum
+    lies in one of the image's regions. Specificity: the share of counted maps whose maximum
+    lies in the named finding's region (a map that lies in both counts as following the
+    caption). Chance is about 0.5 on an image with two findings.
+
+    Columns: group, finding, specificity (+ _low, _high), n (counted maps), n_eligible,
+    n_images (counted maps' images).
+    """
+    records = []
+    for row in maps.itertuples(index=False):
+        named, localized, peak = list(row.named), set(row.localized), set(row.peak)
+        if len(localized) < 2 or len(named) != 1 or named[0] not in localized:
+            continue
+        follows = named[0] in peak
+        counted = follows or bool(peak & (localized - {named[0]}))
+        records.append({"group": row.group, "finding": named[0], "image_id": row.image_id,
+                        "counted": counted, "follows": follows})
+    columns = ["group", "finding", "specificity", "specificity_low", "specificity_high", "n", "n_eligible", "n_images"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    eligible = pd.DataFrame(records)
+    rows = []
+    for group, frame in eligible.groupby("group", sort=True):
+        for finding, part in [("all", frame), *sorted(frame.groupby("finding"), key=lambda item: item[0])]:
+            counted = part[part["counted"]]
+            ci = _rate_ci(counted["follows"].astype(float), n_resamples, seed, confidence)
+            rows.append({"group": group, "finding": finding, "specificity": ci["estimate"],
+                         "specificity_low": ci["low"], "specificity_high": ci["high"], "n": ci["n"],
+                         "n_eligible": len(part), "n_images": int(counted["image_id"].nunique())})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def distractor_rates(
+    maps: pd.DataFrame, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> pd.DataFrame:
+    """Distractor hit rate beside the true-caption hit rate, per group: overall and per
+    present finding.
+
+    `maps` as for `caption_specificity`, plus `absent` (the caption names findings and the
+    image has none of them, localized or labelled). Only images with a localized finding count.
+
+    - overall ("all"): distractor maps whose maximum lies in any present finding's region,
+      beside the true captions' hit rate (one value per (map, named present finding));
+    - per present finding F: distractor maps on images with F whose maximum lies in F's
+      region, beside the maps of captions naming F on images with F whose maximum lies there.
+
+    Columns: group, finding, distractor_hit_rate (+ _low, _high), n_distractor,
+    true_hit_rate (+ _low, _high), n_true, ratio (distractor / true).
+    """
+    distractor: list[dict] = []
+    true: list[dict] = []
+    for row in maps.itertuples(index=False):
+        localized, peak = set(row.localized), set(row.peak)
+        if not localized:
+            continue
+        if row.absent:
+            distractor.append({"group": row.group, "finding": "all", "hit": bool(peak & localized)})
+            distractor.extend({"group": row.group, "finding": f, "hit": f in peak} for f in localized)
+        for finding in set(row.named) & localized:
+            true.append({"group": row.group, "finding": "all", "hit": finding in peak})
+            true.append({"group": row.group, "finding": finding, "hit": finding in peak})
+    columns = ["group", "finding", "distractor_hit_rate", "distractor_hit_rate_low", "distractor_hit_rate_high",
+               "n_distractor", "true_hit_rate", "true_hit_rate_low", "true_hit_rate_high", "n_true", "ratio"]
+    if not distractor:
+        return pd.DataFrame(columns=columns)
+    distractor_frame = pd.DataFrame(distractor)
+    true_frame = pd.DataFrame(true, columns=["group", "finding", "hit"])
+    rows = []
+    for (group, finding), part in distractor_frame.groupby(["group", "finding"], sort=True):
+        match = true_frame[(true_frame["group"] == group) & (true_frame["finding"] == finding)]
+        d = _rate_ci(part["hit"].astype(float), n_resamples, seed, confidence)
+        t = _rate_ci(match["hit"].astype(float), n_resamples, seed, confidence)
+        ratio = d["estimate"] / t["estimate"] if t["n"] and t["estimate"] > 0 else math.nan
+        rows.append({"group": group, "finding": finding,
+                     "distractor_hit_rate": d["estimate"], "distractor_hit_rate_low": d["low"],
+                     "distractor_hit_rate_high": d["high"], "n_distractor": d["n"],
+                     "true_hit_rate": t["estimate"], "true_hit_rate_low": t["low"],
+                     "true_hit_rate_high": t["high"], "n_true": t["n"], "ratio": ratio})
+    frame = pd.DataFrame(rows, columns=columns)
+    # "all" first within each group
+    frame["_order"] = frame["finding"] != "all"
+    return frame.sort_values(["group", "_order", "finding"]).drop(columns="_order").reset_index(drop=True)

@@ -140,9 +140,11 @@ def outputs(study: dict, params: dict) -> dict:
 def test_plan_has_one_row_per_image_and_target(outputs: dict) -> None:
     plan = outputs["heatmap_plan"]
     expected = {
-        "img000": ["caption:report", "caption:0", "caption:1",
+        # the prompt of the image's own finding, then one of a finding it lacks (a distractor)
+        "img000": ["caption:report", "caption:0", "caption:1", "finding:Pneumonia", "finding:Pleural Effusion",
                    "head:Pneumonia/image", "head:Pneumonia/residual_1", "head:Pneumonia/residual_2"],
-        "img001": ["caption:report", "caption:0", "caption:1"],  # no localized Pneumonia: no head maps
+        # no localized Pneumonia: no head maps
+        "img001": ["caption:report", "caption:0", "caption:1", "finding:Pleural Effusion", "finding:Pneumonia"],
         "img002": ["caption:0", "caption:1"],  # empty report
         "img003": ["caption:report", "caption:0", "caption:1"],
     }
@@ -152,11 +154,15 @@ def test_plan_has_one_row_per_image_and_target(outputs: dict) -> None:
     assert findings[("img000", "caption:1")] == []  # effusion is not localized on img000
     assert findings[("img001", "caption:report")] == ["Pleural Effusion"]
     assert findings[("img000", "head:Pneumonia/residual_2")] == ["Pneumonia"]
+    assert findings[("img000", "finding:Pneumonia")] == ["Pneumonia"]
+    assert findings[("img000", "finding:Pleural Effusion")] == []  # the distractor is scored against nothing
+    texts = dict(zip(plan["target_id"], plan["text"]))
+    assert texts["finding:Pleural Effusion"] == "there is pleural effusion"  # the encoder's evaluation prompt
 
 
 def test_heatmaps_store_shape_dtype_and_metadata(outputs: dict) -> None:
     heatmaps, plan = outputs["heatmaps"], outputs["heatmap_plan"]
-    assert len(heatmaps) == 14 and heatmaps.map_shape == (32, 32) and heatmaps.dtype == np.float16
+    assert len(heatmaps) == 18 and heatmaps.map_shape == (32, 32) and heatmaps.dtype == np.float16
     assert heatmaps.metadata["target_layer"] == "model.encoder.layers.0.blocks.0"
     assert heatmaps.metadata["target_id"] == plan["target_id"].tolist()
     assert heatmaps.metadata["image_id"] == plan["image_id"].tolist()
@@ -169,22 +175,32 @@ def test_heatmaps_store_shape_dtype_and_metadata(outputs: dict) -> None:
 def test_scores_floor_and_counts(outputs: dict) -> None:
     scores, metrics = outputs["heatmap_scores"], outputs["explainability_metrics"]
     scored = scores[scores["finding"] != ""]
-    # img000: report, caption:0, three heads; img001: report, caption:1
-    assert len(scored) == 7
+    # img000: report, caption:0, its finding's prompt, three heads; img001: report, caption:1, its prompt
+    assert len(scored) == 9
     assert set(scored.loc[scored["image_id"] == "img000", "floor_hit"]) == {1.0}  # central mask
     assert set(scored.loc[scored["image_id"] == "img001", "floor_hit"]) == {0.0}  # corner box
     assert scored["hit"].isin([0.0, 1.0]).all() and scored["iou"].between(0, 1).all()
     # every heatmap is interpreted, scored or not
-    assert scores["row"].nunique() == 14 and scores["region"].ne("").all()
+    assert scores["row"].nunique() == 18 and scores["region"].ne("").all()
     truth = scored[scored["image_id"] == "img001"]
     assert set(truth["truth_side"]) == {"right"} and set(truth["truth_zone"]) == {"lower"}
 
     counts = metrics["counts"]
     assert counts["images_without_localizations"] == 2
-    assert counts["heatmaps"] == 14 and counts["images_scored"] == 2
-    assert metrics["method"] == "gradcam"
+    assert counts["heatmaps"] == 18 and counts["images_scored"] == 2
+    assert metrics["method"] == "gradcam" and metrics["contrast_findings"] == "none"
     groups = {entry["group"]: entry for entry in metrics["by_group"]}
-    assert set(groups) == {"report", "phrase", "image", "residual_1", "residual_2"}
+    assert set(groups) == {"report", "phrase", "finding", "image", "residual_1", "residual_2"}
+    # no image has two findings: no specificity; each image's distractor prompt and the phrase
+    # naming the other image's finding are the distractors
+    assert metrics["caption_specificity"]["rows"] == []
+    distractors = {(r["group"], r["finding"]): r for r in metrics["distractor_hit_rate"]["rows"]}
+    assert distractors[("finding", "all")]["n_distractor"] == 2 and distractors[("finding", "all")]["n_true"] == 2
+    assert distractors[("phrase", "all")]["n_distractor"] == 2
+    assert set(distractors) == {("finding", "all"), ("finding", "Pneumonia"), ("finding", "Pleural Effusion"),
+                                ("phrase", "all"), ("phrase", "Pneumonia"), ("phrase", "Pleural Effusion")}
+    peaks = scores.drop_duplicates("row")["peak_findings"]
+    assert peaks.isin(["", "Pneumonia", "Pleural Effusion"]).all()
     assert groups["report"]["n"] == 2 and groups["report"]["floor_hit_rate"] == pytest.approx(0.5)
     interpretation = {entry["group"]: entry for entry in metrics["interpretation"]}
     assert interpretation["phrase"]["n_with_stated_location"] == 8  # both captions state where
@@ -193,8 +209,9 @@ def test_scores_floor_and_counts(outputs: dict) -> None:
 def test_grid_figure(outputs: dict) -> None:
     figure = outputs["caption_heatmap_grid"]
     assert isinstance(figure, Figure)
-    # 3 sampled images (both localized ones first), image + report + 2 captions
-    assert len(figure.axes) == 3 * 4
+    # no image with two findings; the slide captions on the two images that have their findings
+    # (no image has another finding only): image + 2 captions + report
+    assert len(figure.axes) == 2 * 4
 
 
 def test_contrast_caption_changes_caption_maps_and_spares_its_own_report(study: dict, outputs: dict, params: dict) -> None:
@@ -296,10 +313,34 @@ def test_plan_scores_a_report_against_the_findings_it_names(params: dict) -> Non
         "image_id": ["a", "a", "b"],
         "finding": ["Pneumonia", "Pleural Effusion", "Edema"],
     })
-    reports_only = {**params, "heads": [], "captions": []}
+    no_prompts = {**params["grounding"], "finding_prompt_images": "none", "distractors_per_image": 0}
+    reports_only = {**params, "heads": [], "captions": [], "grounding": no_prompts}
     plan = plan_heatmaps(manifest, localizations, None, None, reports_only, seed=0)
     findings = {r.image_id: list(r.findings) for r in plan.itertuples()}
     assert findings == {"a": ["Pneumonia"], "b": ["Edema"], "c": []}
     # a sample of 2 takes the localized images first
     sampled = plan_heatmaps(manifest, localizations, None, None, {**reports_only, "max_images": 2}, seed=0)
     assert sorted(sampled["image_id"]) == ["a", "b"]
+
+
+def test_contrast_findings_change_the_caption_maps_only(study: dict, outputs: dict, params: dict) -> None:
+    contrasted = _run(study["inputs"], {**params, "contrast_findings": "max"})
+    plan = contrasted["heatmap_plan"]
+    assert contrasted["explainability_metrics"]["contrast_findings"] == "max"
+    row = plan[(plan["image_id"] == "img000") & (plan["target_id"] == "finding:Pneumonia")].iloc[0]
+    assert list(row["contrast_texts"]) == ["there is pleural effusion"] and row["contrast_reduce"] == "max"
+    plain, contrast = _maps(outputs["heatmaps"]), _maps(contrasted["heatmaps"])
+    heads = (plan["kind"] == "head").to_numpy()
+    np.testing.assert_array_equal(contrast[heads], plain[heads])
+    assert not np.allclose(contrast[~heads], plain[~heads])
+
+
+def test_token_similarity_maps_captions_and_heads(study: dict, params: dict) -> None:
+    result = _run(study["inputs"], {**params, "method": "tokensimilarity", "target_layer": "model.layernorm"})
+    maps = _maps(result["heatmaps"])
+    assert result["heatmaps"].metadata["method"] == "tokensimilarity" and len(maps) == 18
+    np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0, atol=1e-3)
+    np.testing.assert_allclose(maps.min(axis=(1, 2)), 0.0, atol=1e-3)
+    earlier = _run(study["inputs"], {**params, "method": "tokensimilarity", "heads": [],
+                                     "target_layer": "model.encoder.layers.0.blocks.-1"})
+    assert earlier["explainability_metrics"]["target_layer"] == "model.encoder.layers.0.blocks.0"

@@ -28,13 +28,15 @@ from medclip_residuals.utils.frames import matrix_to_embeddings
 from medclip_residuals.utils.params import ParameterError
 
 SIZE = 32
-# conf/base's parameters with these changes (`bright["params"]`): no shift smoothing, no contrast caption
+# conf/base's parameters with these changes (`bright["params"]`): no shift smoothing, no contrast caption,
+# no per-finding prompts
 OVERRIDES = {
     "method": "gradcam", "target_layer": "model.0", "captions": ["there is pneumonia"],
     "include_report_captions": True, "heads": ["image"], "head_images": "localized", "batch_size": 4,
     "chunk_size": 3, "grid": {"sample_size": 2},
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 50, "confidence": 0.95},
     "shift_smoothing_px": [0], "contrast_caption": None,
+    "grounding": {"finding_prompt_images": "none", "distractors_per_image": 0},  # the grounding prompts: tests/explain
 }
 # where each image's bright square lies (rows, cols), in a 32 x 32 image: no padding, no resize
 BLOBS = [(slice(3, 9), slice(4, 10)), (slice(20, 27), slice(22, 29)), (slice(12, 18), slice(2, 8)),

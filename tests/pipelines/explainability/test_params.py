@@ -20,6 +20,11 @@ def test_conf_base_and_the_medclip_vit_environment_parse(base_params) -> None:
 
     params = ExplainabilityParams.parse(base_params("explainability"), "explainability")
     assert isinstance(params.scoring, ScoringSettings) and isinstance(params.regions, RegionGeometry)
+    # the per-finding prompts are the encoder's evaluation prompts (interpolated in the YAML)
+    evaluation = base_params("encoder_training")["evaluation"]
+    assert params.grounding.prompt_template == evaluation["prompt_template"]
+    assert params.grounding.prompt("Lung Lesion") == evaluation["prompts"]["Lung Lesion"][0]
+    assert params.grounding.prompt("Pleural Effusion") == evaluation["prompt_template"].format(finding="pleural effusion")
     assert params.grid.sample_size >= 1 and params.chunk_size >= 1
     loader = OmegaConfigLoader(str(CONF), base_env="base", default_run_env="medclip_vit",
                                merge_strategy={"parameters": "soft"})
@@ -45,6 +50,12 @@ def test_unknown_and_missing_keys_are_refused(base_params) -> None:
     ({"contrast_caption": " "}, r"explainability.contrast_caption is an empty phrase"),
     ({"shift_smoothing_px": [0, 0]}, r"explainability.shift_smoothing_px: .*lists a shift twice"),
     ({"regions": {"lungs": [0.5, 0.1, 0.4, 0.8]}}, r"explainability.regions: region 'lungs' must be"),
+    ({"contrast_findings": "min"}, r"explainability.contrast_findings: 'min' is not one of 'none', 'mean', 'max'"),
+    ({"grounding": {"prompt_template": "there is"}}, r"explainability.grounding.prompt_template .* has no"),
+    ({"grounding": {"prompts": {"Lung Lesion": []}}}, r"explainability.grounding.prompts.Lung Lesion is empty"),
+    ({"grounding": {"distractors_per_image": -1}}, r"explainability.grounding.distractors_per_image must be >= 0"),
+    ({"grounding": {"finding_prompt_images": "all"}}, r"finding_prompt_images: 'all' is not one of"),
+    ({"grid": {"two_finding_images": -1}}, r"explainability.grid: two_finding_images and sample_size must be >= 0"),
 ])
 def test_bad_values_name_their_key(base_params, overrides: dict, message: str) -> None:
     with pytest.raises(ParameterError, match=message):

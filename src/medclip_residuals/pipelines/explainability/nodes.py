@@ -46,7 +46,8 @@ def plan_heatmaps(
     seed: int,
 ) -> pd.DataFrame:
     """Which (image, target) pairs get a heatmap, one row each, in computation order
-    (`explain.plan.build_plan`): the image's report, each caption, and the chosen heads."""
+    (`explain.plan.build_plan`): the image's report, each caption, the per-finding prompts
+    the grounding metrics need, and the chosen heads."""
     p = ExplainabilityParams.parse(params, "explainability")
     heads = [h for h in head_names(residual_1_heads) + head_names(residual_2_heads) if h[2] in p.heads]
     plan = build_plan(
@@ -54,6 +55,7 @@ def plan_heatmaps(
         captions=p.captions, include_report_captions=p.include_report_captions,
         finding_synonyms=p.finding_synonyms, head_images=p.head_images,
         max_images=p.max_images, prefer_localized=p.prefer_localized, seed=seed,
+        grounding=p.grounding, contrast_findings=p.contrast_findings,
     )
     if plan.empty:
         raise ParameterError(
@@ -127,10 +129,10 @@ def plot_caption_heatmap_grid(
     params: dict[str, Any],
     seed: int,
 ) -> Figure:
-    """One row per sampled image: the X-ray, then each caption's heatmap over it
-    (`explain.figures.plot_caption_grid`)."""
+    """Images with two findings (the prompt of each side by side), then the slide captions on
+    images with and without their findings (`explain.figures.plot_caption_grid`)."""
     p = ExplainabilityParams.parse(params, "explainability")
     return plot_caption_grid(
         heatmaps_of_plan(heatmaps, heatmap_plan), heatmap_plan, heatmap_scores, image_manifest, image_localizations,
-        sample_size=p.grid.sample_size, seed=seed,
+        two_finding_images=p.grid.two_finding_images, sample_size=p.grid.sample_size, seed=seed,
     )

@@ -14,16 +14,23 @@ from medclip_residuals.data.study_split import Role
 from medclip_residuals.explain.cam import resolve_cam_method
 from medclip_residuals.explain.evaluate import ScoringSettings
 from medclip_residuals.explain.interpretation import RegionGeometry
-from medclip_residuals.explain.plan import HeadVariant
+from medclip_residuals.explain.plan import ContrastFindings, Grounding, HeadVariant
 from medclip_residuals.explain.smoothing import shift_grid
 from medclip_residuals.utils.params import ParameterError, Parameters
 
 
 @dataclass(frozen=True)
 class GridParams(Parameters):
-    """The caption heatmap grid: `sample_size` images (localized ones first, seeded)."""
+    """The caption heatmap grid: `two_finding_images` images with two localized findings (the
+    prompts of each side by side), then the slide captions on `sample_size` images (half with
+    the captions' findings, half with other localized findings); seeded."""
 
+    two_finding_images: int
     sample_size: int
+
+    def check(self, where: str) -> None:
+        if self.two_finding_images < 0 or self.sample_size < 0:
+            raise ParameterError(f"{where}: two_finding_images and sample_size must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,7 @@ class ExplainabilityParams(Parameters):
     shift_smoothing_px: tuple[int, ...]
     captions: tuple[str, ...]
     contrast_caption: str | None
+    contrast_findings: ContrastFindings
     include_report_captions: bool
     finding_synonyms: dict[str, str]
     heads: tuple[HeadVariant, ...]
@@ -44,6 +52,7 @@ class ExplainabilityParams(Parameters):
     prefer_localized: bool
     batch_size: int
     chunk_size: int
+    grounding: Grounding
     grid: GridParams
     scoring: ScoringSettings
     regions: RegionGeometry
