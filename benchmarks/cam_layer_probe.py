@@ -1,8 +1,9 @@
 """Which CAM method, target layer and caption target localise, and follow the caption? Measured.
 
 Runs the explainability pipeline's own node functions (plan -> heatmaps -> scores) for
-every method x layer x caption contrast given, on the images held out from encoder training
-(encoder_split "test") that have a localized finding, and prints, per target group:
+every method x layer x caption contrast given, on the images of the study's validation role
+(study_split: choices are made there, the reported figures come from test) that have a
+localized finding, and prints, per target group:
 
 - hit rate (pointing game) and mIoU next to the centred-Gaussian floor:
   report (each image's own caption), phrase (the two captions of the slides, on the images
@@ -83,7 +84,7 @@ def load_inputs(project: Path, use_heads: bool) -> dict:
         return OmegaConfigLoader(str(root / "conf"), **CONFIG_LOADER_ARGS)
 
     catalog = DataCatalog.from_config(_absolute(dict(loader(project)["catalog"]), project))
-    names = ["medclip_encoder", "image_manifest", "image_localizations", "encoder_split"]
+    names = ["medclip_encoder", "image_manifest", "image_localizations", "study_split"]
     if use_heads:
         names += ["residual_1_heads", "residual_2_heads", "phenotype_sentence_embeddings"]
     inputs = {name: catalog.load(name) for name in names}
@@ -98,7 +99,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--layers", default=DEFAULT_LAYERS)
     parser.add_argument("--max-images", type=int, default=0,
                         help="0: every held-out localized image; N: N of them, two-finding images first")
-    parser.add_argument("--split", default="test", help="encoder_split rows to use: test, train or all")
+    parser.add_argument("--role", default="validation",
+                        help="study_split role whose images are probed (validation: where choices are made), or all")
     parser.add_argument("--no-heads", action="store_true", help="caption targets only")
     parser.add_argument("--no-reports", action="store_true", help="leave the images' own reports out")
     parser.add_argument("--tolerance-px", type=float, default=None, help="pointing-game tolerance (default: params)")
@@ -133,14 +135,14 @@ def probe_parameters(args: argparse.Namespace, explainability: dict) -> dict:
     return params
 
 
-def held_out_localized(inputs: dict, split: str, max_images: int, seed: int) -> pd.DataFrame:
-    """The manifest's rows with a localized finding, in the encoder split asked for; with
+def held_out_localized(inputs: dict, role: str, max_images: int, seed: int) -> pd.DataFrame:
+    """The manifest's rows with a localized finding, in the study role asked for; with
     `max_images`, that many, the images with two kinds of finding first (seeded order)."""
-    manifest, localizations, encoder_split = inputs["image_manifest"], inputs["image_localizations"], inputs["encoder_split"]
+    manifest, localizations, study_split = inputs["image_manifest"], inputs["image_localizations"], inputs["study_split"]
     kinds = localizations.assign(image_id=localizations["image_id"].astype(str)).groupby("image_id")["finding"].nunique()
     keep = set(kinds.index)
-    if split != "all":
-        keep &= set(encoder_split.loc[encoder_split["split"] == split, "image_id"].astype(str))
+    if role != "all":
+        keep &= set(study_split.loc[study_split["role"] == role, "image_id"].astype(str))
     ids = sorted(keep)
     if max_images and max_images < len(ids):
         order = np.random.default_rng(seed).permutation(len(ids))
@@ -213,7 +215,7 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
     contrasts = (args.contrast_findings or params["contrast_findings"]).split(",")
     n_multi = int((localizations[localizations["image_id"].isin(manifest["image_id"])]
                    .groupby("image_id")["finding"].nunique() >= 2).sum())
-    print(f"{len(manifest)} {args.split} images with a localized finding ({n_multi} with two kinds or more); "
+    print(f"{len(manifest)} {args.role} images with a localized finding ({n_multi} with two kinds or more); "
           f"shift smoothing {params['shift_smoothing_px']} px, contrast caption {params['contrast_caption']!r}")
 
     results = []
@@ -266,7 +268,7 @@ def main() -> None:
 
     inputs = load_inputs(Path(args.project).resolve(), use_heads=not args.no_heads)
     params = probe_parameters(args, dict(inputs["params"]["explainability"]))
-    manifest = held_out_localized(inputs, args.split, args.max_images, int(inputs["params"]["seed"]))
+    manifest = held_out_localized(inputs, args.role, args.max_images, int(inputs["params"]["seed"]))
     results = probe(args, inputs, manifest, params)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -44,3 +44,22 @@ def test_maps_of_another_plan_are_refused() -> None:
     assert heatmaps_of_plan(source, plan) is source
     with pytest.raises(ValueError, match="do not belong to the same run"):
         heatmaps_of_plan(ArrayHeatmaps(maps, {"image_id": ["b", "a"]}), plan)
+
+
+def test_an_outcome_head_is_scored_against_every_finding_of_its_images() -> None:
+    """No region shows an outcome (heart failure): its map is judged by whether it looks at a
+    finding at all; a finding's head only where its own finding is localized."""
+    from medclip_residuals.explain.plan import build_plan
+
+    manifest = pd.DataFrame({"image_id": ["a", "b", "c"], "report": ["", "", ""]})
+    localizations = pd.DataFrame({"image_id": ["a", "a", "b"], "finding": ["Edema", "Cardiomegaly", "Pneumonia"]})
+    heads = [("outcome:heart_failure/image", "outcome:heart_failure", "image"), ("Edema/image", "Edema", "image")]
+    plan = build_plan(manifest, localizations, heads, captions=[], include_report_captions=False,
+                      finding_synonyms={}, head_images="localized", max_images=None, prefer_localized=True,
+                      seed=0, grounding=None, contrast_findings="none")
+    rows = {(r.image_id, r.head): list(r.findings) for r in plan.itertuples()}
+    assert rows == {
+        ("a", "outcome:heart_failure/image"): ["Cardiomegaly", "Edema"],
+        ("a", "Edema/image"): ["Edema"],
+        ("b", "outcome:heart_failure/image"): ["Pneumonia"],
+    }

@@ -6,7 +6,9 @@ grounding metrics, and the chosen heads (groups "image", "residual_1", "residual
 images where the head's finding is localized (`head_images="localized"`) or on every image
 (`"all"`). `findings` lists, per row, the localized findings its heatmap is scored against
 (a caption: those it names, or, for a report that names none, all of the image's; a head:
-its own); `named` lists every finding a caption names, present on the image or not.
+its own finding; a head of an outcome, which no region shows, every localized finding of
+the image: does it look at a finding at all); `named` lists every finding a caption names,
+present on the image or not.
 
 The per-finding prompts (`Grounding`) serve the two grounding metrics of explain/evaluate.py:
 on images with a localized finding, the prompt of each finding the image has (true
@@ -256,8 +258,11 @@ def build_plan(
             for name in draw_distractors(image_id, absent, grounding.distractors_per_image, seed):
                 rows.append(caption_row(image_id, f"{FINDING_GROUP}:{name}", FINDING_GROUP, prompts[name], [], [name]))
         for name, finding, variant in heads:
-            if head_images == "all" or finding in found:
+            if finding in CHEXPERT_FINDINGS:
                 scored = [finding] if finding in found else []
+            else:  # an outcome (heart failure, an admission): judged by whether it looks at any finding
+                scored = sorted(found)
+            if head_images == "all" or scored:
                 rows.append((image_id, f"head:{name}", "head", variant, "", name, scored, [], [], ""))
     plan = pd.DataFrame(rows, columns=PLAN_COLUMNS[1:])
     plan.insert(0, "row", np.arange(len(plan), dtype=np.int64))
