@@ -4,12 +4,23 @@ from kedro.config import OmegaConfigLoader
 
 from medclip_residuals.hooks import MissingInputsHook, ParametersCheckHook, ProgressLoggingHook, RunProvenanceHook
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
+from medclip_residuals.tracking import TrackingHook
+from medclip_residuals.utils.known_warnings import silence_known_warnings
+
+# Before Kedro makes its config loader: omegaconf's deprecation of a call Kedro makes.
+silence_known_warnings()
 
 # Kedro calls hooks last registered first: the parameters are checked first, and the demo-data
-# guard speaks before the missing-input check.
+# guard speaks before the missing-input check. Tracking comes first in the tuple, so it is
+# called last: an MLflow run opens only once every check has passed (a refused run leaves no
+# run marked "running" in the store).
 HOOKS = (
+    TrackingHook(),
     MissingInputsHook(), DemoTargetGuardHook(), RunProvenanceHook(), ProgressLoggingHook(), ParametersCheckHook(),
 )
+# kedro-mlflow registers its own hook through its entry point; TrackingHook drives that hook
+# itself, so that a store that fails warns instead of stopping the run (src/medclip_residuals/tracking.py).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
