@@ -22,7 +22,7 @@ def embed_images(
     medclip_encoder.to(device)
     matrix = embed_image_files(
         medclip_encoder, image_manifest["image_path"].tolist(), batch_size=p.batch_size,
-        num_workers=p.num_workers, bf16=p.bf16,
+        num_workers=p.num_workers, bf16=p.bf16, threads=p.torch_threads, channels_last=p.channels_last,
     )
     return matrix_to_embeddings(image_manifest["image_id"].astype(str).to_numpy(), matrix)
 
