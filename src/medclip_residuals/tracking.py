@@ -184,10 +184,14 @@ class TrackingHook:
             call(*args)
         except Exception as error:  # noqa: BLE001 - tracking must never stop a run
             self._failed = True
+            hint = (
+                "kedro-mlflow is a dependency of the project: `pip install -e .` installs it"
+                if isinstance(error, ImportError)
+                else "check the store in conf/base/mlflow.yml, or run with --params tracking.enabled=false"
+            )
             logger.warning(
-                "Experiment tracking failed while %s (%s: %s); this run goes on untracked. "
-                "Check the store in conf/base/mlflow.yml (or run with --params tracking.enabled=false).",
-                what, type(error).__name__, str(error).splitlines()[0] if str(error) else "",
+                "Experiment tracking failed while %s (%s: %s); this run goes on untracked (%s).",
+                what, type(error).__name__, str(error).splitlines()[0] if str(error) else "", hint,
             )
             self._abandon_run()
 
