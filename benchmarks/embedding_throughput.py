@@ -7,13 +7,15 @@ random weights: speed does not depend on the values), one run. Prints images/s o
 - the project's path, `embed_image_files`, as the embedding pipeline runs it (`auto`: workers
   and torch threads sized by models/compute.plan_compute to this process's cores);
 - with `--compare`: the same path with the workers and threads of before (2 workers, torch's
-  own thread count), with bf16 autocast, and with channels-last pixels;
+  own thread count), with one decoding worker, with bf16 autocast, and with channels-last pixels;
 
 their ratio, and each one's fraction of the machine's limit: measured matmul FLOP/s (float32,
 or bf16 for the bf16 pass, with the pass's threads) divided by the vision model's FLOPs per
 image. The bf16 pass also prints its agreement with float32: the cosine between the two
 embeddings of each image (min and mean). Each figure is the best of `--repeats` passes, the
-passes of all paths interleaved, so that a busy neighbour slows every path alike.
+passes of all paths (and the matmul limits) interleaved, so that a busy neighbour slows every
+path alike; the load average at the end is printed (on a shared machine compare the figures
+of one run, not across runs).
 
     .venv/bin/python benchmarks/embedding_throughput.py            # CPU here; GPU if present
     .venv/bin/python benchmarks/embedding_throughput.py --n-images 128 --n-naive 32 --compare
@@ -25,6 +27,7 @@ passes of all paths interleaved, so that a busy neighbour slows every path alike
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -160,6 +163,8 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
             paths_to_run["before (2 workers)"] = lambda: project_pass(
                 encoder, paths[: args.n_images], args.batch_size, num_workers=2, threads=default_threads, bf16=False,
                 channels_last=False)
+            paths_to_run["1 worker"] = lambda: project_pass(
+                encoder, paths[: args.n_images], args.batch_size, **{**project_settings, "num_workers": 1})
             paths_to_run["bf16 autocast"] = lambda: project_pass(
                 encoder, paths[: args.n_images], args.batch_size, **{**project_settings, "bf16": True})
             paths_to_run["channels-last"] = lambda: project_pass(
@@ -169,14 +174,17 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
         project_pass(encoder, paths[: args.batch_size], args.batch_size, **project_settings)
         best: dict[str, float] = dict.fromkeys(paths_to_run, 0.0)
         embeddings: dict[str, np.ndarray] = {}
+        limit, limit_bf16 = 0.0, 0.0
         for _ in range(args.repeats):
+            # the limit is measured between the passes too, under the same neighbours
+            limit = max(limit, matmul_flops_per_s(device, torch.float32, plan.threads))
+            if args.compare:
+                limit_bf16 = max(limit_bf16, matmul_flops_per_s(device, torch.bfloat16, plan.threads))
             for name, run in paths_to_run.items():
                 images_per_s, output = run()
                 best[name] = max(best[name], images_per_s)
                 if output is not None:
                     embeddings[name] = output
-        limit = matmul_flops_per_s(device, torch.float32, plan.threads)
-        limit_bf16 = matmul_flops_per_s(device, torch.bfloat16, plan.threads) if args.compare else None
 
     limit_images = limit / flops_image
     what = f"saved encoder {args.encoder_folder}" if args.encoder_folder else "MedCLIP-ViT (Swin-T 224 px, random weights)"
@@ -184,7 +192,7 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
     print(f"model                        {what}, {flops_image / 1e9:.2f} GFLOP per image")
     print(f"images                       {args.images or 'written noise PNGs, 512 x 512'}")
     print(f"matmul limit float32         {limit / 1e9:.1f} GFLOP/s with {plan.threads} thread(s) -> {limit_images:.1f} images/s")
-    if limit_bf16 is not None:
+    if args.compare:
         print(f"matmul limit bf16            {limit_bf16 / 1e9:.1f} GFLOP/s -> {limit_bf16 / flops_image:.1f} images/s")
     print(f"naive (1 image, autograd)    {best['naive']:.2f} images/s over {args.n_naive} images")
     print(f"project ({plan.describe()}, batch {args.batch_size})")
@@ -194,6 +202,8 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
     if args.compare:
         print(f"before: 2 workers, {default_threads} threads  {best['before (2 workers)']:.2f} images/s "
               f"({best['before (2 workers)'] / best['naive']:.2f}x naive)")
+        print(f"1 decoding worker, {plan.threads} threads  {best['1 worker']:.2f} images/s "
+              f"({best['1 worker'] / best['naive']:.2f}x naive)")
         print(f"channels-last                {best['channels-last']:.2f} images/s "
               f"({best['channels-last'] / best['naive']:.2f}x naive)")
         cosine = (embeddings["bf16 autocast"] * embeddings["project"]).sum(axis=1)
@@ -201,7 +211,8 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
               f"({best['bf16 autocast'] / best['naive']:.2f}x naive, {best['bf16 autocast'] * flops_image / limit_bf16:.2f} "
               f"of the bf16 limit)")
         print(f"bf16 vs float32 embeddings   cosine min {cosine.min():.5f}, mean {cosine.mean():.5f} over {len(cosine)} images")
-    print(f"repeats                      best of {args.repeats}, paths interleaved")
+    print(f"repeats                      best of {args.repeats}, paths and limits interleaved; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
 if __name__ == "__main__":
