@@ -138,3 +138,10 @@ def test_a_typo_in_the_tracking_parameters_stops_the_run(tmp_path, base_params):
     context = _context(tmp_path, "{}\n", base_params("tracking", log_plot=True))
     with pytest.raises(ParameterError, match="log_plot"):
         TrackingHook().after_context_created(context)
+
+
+def test_each_session_starts_afresh(tmp_path, base_params):
+    hook = TrackingHook()
+    hook._failed, hook._mlflow_hook = True, _BrokenStore()  # what an earlier session left
+    hook.after_context_created(_context(tmp_path, "{}\n", base_params("tracking", enabled=False)))
+    assert hook._failed is False and hook._mlflow_hook is None

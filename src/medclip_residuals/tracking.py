@@ -211,6 +211,8 @@ class TrackingHook:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        # settings.HOOKS holds one instance for every session of a process (a notebook's reloads)
+        self._mlflow_hook, self._catalog, self._failed = None, None, False
         params = getattr(context, "params", None) or {}
         # a typo in params:tracking stops the run, as any other parameter does
         self._params = TrackingParams.parse(params.get("tracking"), "tracking")
