@@ -9,8 +9,9 @@ pipeline today; encoder training and the Grad-CAM pass can call `plan_compute` t
   milliseconds against tens for a Swin-T forward pass, so decoding gets no worker process on
   a machine of up to `CPU_CORES_WITHOUT_WORKERS` cores (the main process decodes between two
   batches) and one worker per `CPU_CORES_PER_WORKER` cores above that, and torch gets the
-  cores the workers leave (at most torch's own count, which respects OMP_NUM_THREADS). Two workers and two threads on two cores leave the threads
-  waiting for each other at every parallel region (measured: benchmarks/embedding_throughput.py);
+  cores the workers leave (at most torch's own count, which respects OMP_NUM_THREADS). Two
+  workers beside two threads on two cores stall the threads at every parallel region
+  (benchmarks/embedding_throughput.py --compare; figures in docs/PARAMETERS.md);
 - on CUDA or MPS the accelerator is the work and the CPU only decodes: a worker per core but
   one (at most `ACCELERATOR_MAX_WORKERS`), torch's threads what is left;
 - a worker keeps one batch ready (`prefetch_factor` 1): more batches in flight only hold memory;
