@@ -18,7 +18,7 @@ path alike; the load average at the end is printed (on a shared machine compare 
 of one run, not across runs).
 
     .venv/bin/python benchmarks/embedding_throughput.py            # CPU here; GPU if present
-    .venv/bin/python benchmarks/embedding_throughput.py --n-images 128 --n-naive 32 --compare
+    .venv/bin/python benchmarks/embedding_throughput.py --n-images 128 --n-naive 32 --compare  # batch auto: 4 on a CPU
     # agreement on a trained encoder and real images (e.g. after `make run`):
     .venv/bin/python benchmarks/embedding_throughput.py --compare \\
         --encoder-folder data/06_models/medclip_encoder/<version>/medclip_encoder --images data/01_raw/demo_cxr/images
@@ -127,7 +127,7 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
     parser.add_argument("--device", default="auto")
     parser.add_argument("--n-images", type=int, default=96)
     parser.add_argument("--n-naive", type=int, default=32, help="images for the (slow) naive path")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", default="auto", help="images per batch of the project's path, or auto")
     parser.add_argument("--workers", default="auto", help="DataLoader workers of the project's path, or auto")
     parser.add_argument("--threads", default="auto", help="torch threads of the project's path, or auto")
     parser.add_argument("--repeats", type=int, default=2, help="passes of each path; the best is printed")
@@ -144,7 +144,8 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
     device = resolve_device(args.device)
     encoder = load_encoder_folder(args.encoder_folder, device) if args.encoder_folder else full_size_encoder(device)
     plan = plan_compute(device, workers=count_or_auto(args.workers), threads=count_or_auto(args.threads),
-                        bf16=False, channels_last="auto")
+                        bf16=False, channels_last="auto", batch_size=count_or_auto(args.batch_size))
+    batch_size = plan.batch_size
     default_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as tmp:
         if args.images:
@@ -157,21 +158,21 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
                             "channels_last": plan.channels_last}
         paths_to_run: dict[str, Callable[[], tuple[float, np.ndarray | None]]] = {
             "naive": lambda: (naive_pass(encoder, paths[: args.n_naive]), None),
-            "project": lambda: project_pass(encoder, paths[: args.n_images], args.batch_size, **project_settings),
+            "project": lambda: project_pass(encoder, paths[: args.n_images], batch_size, **project_settings),
         }
         if args.compare:
             paths_to_run["before (2 workers)"] = lambda: project_pass(
-                encoder, paths[: args.n_images], args.batch_size, num_workers=2, threads=default_threads, bf16=False,
+                encoder, paths[: args.n_images], batch_size, num_workers=2, threads=default_threads, bf16=False,
                 channels_last=False)
             paths_to_run["1 worker"] = lambda: project_pass(
-                encoder, paths[: args.n_images], args.batch_size, **{**project_settings, "num_workers": 1})
+                encoder, paths[: args.n_images], batch_size, **{**project_settings, "num_workers": 1})
             paths_to_run["bf16 autocast"] = lambda: project_pass(
-                encoder, paths[: args.n_images], args.batch_size, **{**project_settings, "bf16": True})
+                encoder, paths[: args.n_images], batch_size, **{**project_settings, "bf16": True})
             paths_to_run["channels-last"] = lambda: project_pass(
-                encoder, paths[: args.n_images], args.batch_size, **{**project_settings, "channels_last": True})
+                encoder, paths[: args.n_images], batch_size, **{**project_settings, "channels_last": True})
         # warm-up on a few images: the first passes set up the allocator and oneDNN's kernels
         naive_pass(encoder, paths[:2])
-        project_pass(encoder, paths[: args.batch_size], args.batch_size, **project_settings)
+        project_pass(encoder, paths[: batch_size], batch_size, **project_settings)
         best: dict[str, float] = dict.fromkeys(paths_to_run, 0.0)
         embeddings: dict[str, np.ndarray] = {}
         limit, limit_bf16 = 0.0, 0.0
@@ -195,7 +196,7 @@ def main() -> None:  # noqa: PLR0915 - one script that prints one report
     if args.compare:
         print(f"matmul limit bf16            {limit_bf16 / 1e9:.1f} GFLOP/s -> {limit_bf16 / flops_image:.1f} images/s")
     print(f"naive (1 image, autograd)    {best['naive']:.2f} images/s over {args.n_naive} images")
-    print(f"project ({plan.describe()}, batch {args.batch_size})")
+    print(f"project ({plan.describe()})")
     print(f"                             {best['project']:.2f} images/s over {args.n_images} images")
     print(f"speed-up over naive          {best['project'] / best['naive']:.2f}x (goal >= 1.0x)")
     print(f"fraction of matmul limit     {best['project'] / limit_images:.2f} (goal >= 0.6)")

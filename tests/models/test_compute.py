@@ -39,6 +39,14 @@ def test_threads_never_exceed_what_torch_allows(torch_allows):
     assert plan_compute("cpu", cores=16).threads == 1
 
 
+def test_batch_size_auto_is_small_on_a_cpu_and_a_number_is_kept():
+    assert plan_compute("cpu", batch_size="auto").batch_size == compute.CPU_BATCH_SIZE == 4
+    assert plan_compute("cpu", batch_size=64).batch_size == 64
+    assert plan_compute("cpu").batch_size is None  # the caller batches by itself
+    with pytest.raises(ValueError, match="batch_size"):
+        plan_compute("cpu", batch_size=0)
+
+
 def test_numbers_given_are_kept_and_bad_ones_refused(torch_allows):
     torch_allows(64)
     plan = plan_compute("cpu", workers=3, threads=5, cores=2)

@@ -46,7 +46,7 @@ def test_image_files_give_the_same_numbers_however_the_pass_is_planned(tmp_path,
                                   channels_last=False)
     assert reference.shape == (5, 512)
     np.testing.assert_allclose(np.linalg.norm(reference, axis=1), 1.0, atol=1e-6)
-    auto = embed_image_files(encoder, paths, 2, num_workers="auto", bf16=False, progress=False)
+    auto = embed_image_files(encoder, paths, "auto", num_workers="auto", bf16=False, progress=False)
     one_worker = embed_image_files(encoder, paths, 2, num_workers=1, bf16=False, progress=False, threads=1)
     channels_last = embed_image_files(encoder, paths, 2, 0, False, False, threads=1, channels_last=True)
     np.testing.assert_allclose(auto, reference, atol=1e-6)

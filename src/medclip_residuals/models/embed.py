@@ -8,7 +8,7 @@ How the files' pass uses the machine (decoding workers, torch threads, bf16, cha
 is `models/compute.plan_compute`: sized to the cores there are unless given.
 
 Example:
-    >>> matrix = embed_image_files(encoder, paths, batch_size=32, num_workers="auto", bf16=False)  # doctest: +SKIP
+    >>> matrix = embed_image_files(encoder, paths, batch_size="auto", num_workers="auto", bf16=False)  # doctest: +SKIP
     >>> matrix.shape  # (len(paths), 512), rows L2-normalised
 """
 
@@ -76,7 +76,7 @@ def embed_batches(
 def embed_image_files(
     encoder: MedCLIPEncoder,
     paths: Sequence[str],
-    batch_size: int,
+    batch_size: int | Auto,
     num_workers: int | Auto,
     bf16: bool | Auto,
     progress: bool = True,
@@ -87,16 +87,18 @@ def embed_image_files(
     """Embed image files: (N, 512) float32, rows L2-normalised, in the order of `paths`.
 
     Args:
+        batch_size: images per batch, or `auto` (`plan_compute`: small on a CPU).
         num_workers, threads: DataLoader workers that decode and torch threads that run the
             model, or `auto` (`plan_compute`: sized to this process's cores).
         bf16, channels_last: True, False or `auto` (`plan_compute`).
         progress: a progress bar (log lines when the output is not a terminal).
     """
-    plan = plan_compute(encoder.device, workers=num_workers, threads=threads, bf16=bf16, channels_last=channels_last)
-    logger.info("embedding %d images in batches of %d: %s", len(paths), batch_size, plan.describe())
+    plan = plan_compute(encoder.device, workers=num_workers, threads=threads, bf16=bf16, channels_last=channels_last,
+                        batch_size=batch_size)
+    logger.info("embedding %d images: %s", len(paths), plan.describe())
     loader = DataLoader(
         XrayImageDataset(paths, size=encoder.image_size),
-        batch_size=batch_size,
+        batch_size=plan.batch_size,
         shuffle=False,
         num_workers=plan.workers,
         prefetch_factor=plan.prefetch_factor,

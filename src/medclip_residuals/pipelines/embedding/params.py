@@ -12,7 +12,7 @@ from medclip_residuals.utils.params import ParameterError, Parameters
 class EmbeddingParams(Parameters):
     """Batching of the image and text embedding, the caption text, the phenotype vocabulary."""
 
-    batch_size: int  # images per batch
+    batch_size: int | Literal["auto"]  # images per batch; auto: small on a CPU (models/compute.py)
     num_workers: int | Literal["auto"]  # DataLoader workers that decode images (models/compute.py)
     torch_threads: int | Literal["auto"]  # torch threads that run the model
     bf16: bool | Literal["auto"]  # bf16 autocast; auto: where the device computes it natively
@@ -27,6 +27,8 @@ class EmbeddingParams(Parameters):
         return [phrase.strip() for phrase in self.phenotype_vocabulary]
 
     def check(self, where: str) -> None:
+        if self.batch_size != "auto" and self.batch_size < 1:
+            raise ParameterError(f"{where}.batch_size must be >= 1 or auto, got {self.batch_size}")
         if self.num_workers != "auto" and self.num_workers < 0:
             raise ParameterError(f"{where}.num_workers must be >= 0 or auto, got {self.num_workers}")
         if self.torch_threads != "auto" and self.torch_threads < 1:
