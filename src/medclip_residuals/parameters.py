@@ -26,6 +26,7 @@ PARAMETER_CLASSES: dict[str, str] = {
     "residual_1": "medclip_residuals.pipelines.residual_1.params:Residual1Params",
     "residual_2": "medclip_residuals.pipelines.residual_2.params:Residual2Params",
     "explainability": "medclip_residuals.pipelines.explainability.params:ExplainabilityParams",
+    "tracking": "medclip_residuals.tracking:TrackingParams",
 }
 # Shared scalars (conf/base/parameters.yml).
 SCALAR_PARAMETERS: dict[str, type] = {"data_root": str, "seed": int, "device": str}

@@ -12,11 +12,19 @@ from medclip_residuals.hooks import (
 )
 from medclip_residuals.pipelines.demo_data.hooks import DemoTargetGuardHook
 from medclip_residuals.pipelines.study_design.hooks import StudySplitGuardHook
+from medclip_residuals.tracking import TrackingHook
+from medclip_residuals.utils.known_warnings import silence_known_warnings
+
+# Before Kedro makes its config loader: omegaconf's deprecation of a call Kedro makes.
+silence_known_warnings()
 
 # Kedro calls hooks last registered first: the Dask hook reads conf/<env>/dask.yml first (it
 # starts its client only for a pipeline with a sharded node), then the parameters are checked;
-# the demo-data guard speaks before the missing-input check.
+# the demo-data guard speaks before the missing-input check. Tracking comes first in the tuple,
+# so it is called last: an MLflow run opens only once every check has passed (a refused run
+# leaves no run marked "running" in the store).
 HOOKS = (
+    TrackingHook(),
     MissingInputsHook(),
     DemoTargetGuardHook(),
     RunProvenanceHook(),
@@ -26,6 +34,9 @@ HOOKS = (
     ParametersCheckHook(),
     DaskClientHook(),
 )
+# kedro-mlflow registers its own hook through its entry point; TrackingHook drives that hook
+# itself, so that a store that fails warns instead of stopping the run (src/medclip_residuals/tracking.py).
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro-mlflow", "kedro_mlflow")
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -35,12 +35,12 @@ from pytorch_grad_cam import (
 )
 from pytorch_grad_cam.base_cam import BaseCAM
 from torch import nn
-from tqdm.auto import tqdm
 
 from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
 from medclip_residuals.explain.layers import ActivationReshape, layer_label, resolve_target_layers
 from medclip_residuals.explain.smoothing import Shift, shift_grid
 from medclip_residuals.explain.token_similarity import TokenSimilarityCAM
+from medclip_residuals.utils.progress import progress_bar
 
 CAM_METHODS: dict[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
@@ -193,7 +193,7 @@ class CamExplainer:
             return np.zeros((0, 0, 0), dtype=np.float32)
         maps = []
         starts = range(0, count, self.batch_size)
-        for start in tqdm(starts, desc=description, unit="batch", disable=not self.progress):
+        for start in progress_bar(starts, desc=description, unit="batch", disable=not self.progress):
             stop = min(start + self.batch_size, count)
             chunk = pixel_values[start:stop]
             batch = chunk if torch.is_tensor(chunk) else torch.stack(list(chunk))

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from medclip_residuals.data.preprocess import preprocess_image
 from medclip_residuals.datasets.heatmap_store import HeatmapChunk
@@ -37,6 +36,7 @@ from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.heads import heads_from_tensors
 from medclip_residuals.utils.frames import embeddings_to_matrix
+from medclip_residuals.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def generate_heatmaps(
     ) as explainer:
 
         def batches() -> Iterator[np.ndarray]:
-            for start in tqdm(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch", disable=not progress):
+            for start in progress_bar(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch", disable=not progress):
                 batch = rows[start : start + batch_size]
                 pixels = torch.stack([images(paths[row.image_id]) for row in batch])
                 yield explainer.explain_batch(pixels, [targets(row) for row in batch])

@@ -19,10 +19,10 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medclip_residuals.data.images import read_image
 from medclip_residuals.data.preprocess import XrayImageDataset, preprocess_array
+from medclip_residuals.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def load_image_tensors(paths: Sequence[str], size: int, workers: int, desc: str 
         return preprocess_array(read_image(path), size)[0].numpy().astype(np.float16)
 
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        arrays = list(tqdm(pool.map(one, paths), total=len(paths), desc=f"preprocess {desc}", leave=False))
+        arrays = list(progress_bar(pool.map(one, paths), total=len(paths), desc=f"preprocess {desc}", leave=False))
     if not arrays:
         return torch.zeros((0, 1, size, size), dtype=torch.float16)
     return torch.from_numpy(np.stack(arrays)).unsqueeze(1)

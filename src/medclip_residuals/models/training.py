@@ -38,7 +38,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS, apply_uncertainty
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD
@@ -47,6 +46,7 @@ from medclip_residuals.models.encoder import MedCLIPEncoder, eval_mode
 from medclip_residuals.models.image_source import ImageSource, as_image_source
 from medclip_residuals.models.medclip_loader import EncoderParams, build_demo_encoder, load_encoder
 from medclip_residuals.utils.params import Parameters
+from medclip_residuals.utils.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -418,8 +418,8 @@ def fit_contrastive(
         order = torch.randperm(len(reports), generator=generator)
         # the epoch's batches are fixed here, so a streamed source can decode ahead
         indices = [order[k * batch_size : (k + 1) * batch_size] for k in range(steps_per_epoch)]
-        bar = tqdm(zip(indices, source.batches(indices)), total=steps_per_epoch,
-                   desc=f"encoder epoch {epoch + 1}/{settings.epochs}", leave=False)
+        bar = progress_bar(zip(indices, source.batches(indices)), total=steps_per_epoch,  # the epoch's log line follows
+                           desc=f"encoder epoch {epoch + 1}/{settings.epochs}", leave=False, log_lines=0)
         epoch_losses = []
         for index, batch in bar:
             images = augment(batch, settings.augment, generator).to(device)

@@ -19,7 +19,8 @@ from medclip_residuals.pipelines.embedding import create_pipeline
 from medclip_residuals.pipelines.embedding.nodes import embed_captions, embed_phenotype_vocabulary
 from medclip_residuals.utils.frames import embeddings_to_matrix
 
-PARAMS = {"batch_size": 3, "num_workers": 0, "bf16": False, "text_batch_size": 4, "report_text": "whole",
+PARAMS = {"batch_size": 3, "num_workers": 0, "torch_threads": "auto", "bf16": False, "channels_last": "auto",
+          "text_batch_size": 4, "report_text": "whole",
           "phenotype_vocabulary": ["Pneumonia", "left", "near the heart"]}
 CONF = Path(__file__).resolve().parents[3] / "conf" / "base" / "parameters_embedding.yml"
 # The tiny encoder reads 16 tokens. LONG is 31 tokens (29 words and marks + [CLS] and [SEP]):

@@ -8,6 +8,7 @@ import pandas as pd
 
 from medclip_residuals.distributed.embedding import embed_images_sharded
 from medclip_residuals.distributed.engine import active_engine
+from medclip_residuals.models.compute import plan_compute
 from medclip_residuals.models.embed import embed_image_files
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.report_text import caption_texts, log_over_limit
@@ -27,12 +28,14 @@ def embed_images(
     p = EmbeddingParams.parse(params, "embedding")
     engine = active_engine()
     if engine is not None:
-        return embed_images_sharded(engine, medclip_encoder, image_manifest, device, batch_size=p.batch_size,
-                                    num_workers=p.num_workers, bf16=p.bf16)
+        # the shards' size and cache keys need numbers: `auto` settled here, by this process's device
+        plan = plan_compute(device, bf16=p.bf16, batch_size=p.batch_size)
+        return embed_images_sharded(engine, medclip_encoder, image_manifest, device, batch_size=plan.batch_size,
+                                    num_workers=p.num_workers, bf16=plan.bf16)
     medclip_encoder.to(device)
     matrix = embed_image_files(
         medclip_encoder, image_manifest["image_path"].tolist(), batch_size=p.batch_size,
-        num_workers=p.num_workers, bf16=p.bf16,
+        num_workers=p.num_workers, bf16=p.bf16, threads=p.torch_threads, channels_last=p.channels_last,
     )
     return matrix_to_embeddings(image_manifest["image_id"].astype(str).to_numpy(), matrix)
 
