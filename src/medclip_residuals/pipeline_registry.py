@@ -1,8 +1,12 @@
-"""Project pipelines: one per folder of `pipelines/`, and the selections made of them."""
+"""Project pipelines: one per folder of `pipelines/`, and the selections made of them.
+
+An explicit registry rather than Kedro's `find_pipelines()`: a selection (`demo`) is no
+folder, and under `--pipelines demo` find_pipelines warns that it cannot import one.
+tests/test_pipeline_registry.py checks that every folder of `pipelines/` is listed here.
+"""
 
 from importlib import import_module
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
 # Every pipeline, in the order a whole demo runs them (each starts where an earlier one ends).
@@ -28,12 +32,7 @@ SELECTIONS = {
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Each pipeline under its folder's name, plus the selections of SELECTIONS."""
-    # Under `--pipelines a,b` Kedro 1.7's find_pipelines builds only a and b, so the pipelines
-    # a selection is made of are built here when it did not.
-    pipelines = find_pipelines()
-    for name in PIPELINE_ORDER:
-        if name not in pipelines:
-            pipelines[name] = import_module(f"medclip_residuals.pipelines.{name}").create_pipeline()
+    pipelines = {name: import_module(f"medclip_residuals.pipelines.{name}").create_pipeline() for name in PIPELINE_ORDER}
     for selection, names in SELECTIONS.items():
         pipelines[selection] = sum((pipelines[name] for name in names), Pipeline([]))
     return pipelines
