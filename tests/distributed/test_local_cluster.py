@@ -113,7 +113,7 @@ def _heatmap_inputs(encoder, manifest: pd.DataFrame, captions: list[str]) -> dic
     localizations = pd.DataFrame({"image_id": ["img000", "img003"], "finding": ["Pneumonia", "Pneumonia"]})
     plan = build_plan(manifest, localizations, [("Pneumonia/image", "Pneumonia", "image")], captions=captions,
                       include_report_captions=True, finding_synonyms={}, head_images="localized", max_images=None,
-                      prefer_localized=True, seed=0)
+                      prefer_localized=True, seed=0, grounding=None, contrast_findings="none")
     return {"image_manifest": manifest, "heatmap_plan": plan, "heads": {"Pneumonia/image": head}, "w_by_image": {}}
 
 
