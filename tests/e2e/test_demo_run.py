@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -101,6 +103,27 @@ def test_the_run_times_itself_per_pipeline(demo_run):
     timings = json.loads(latest(project, "data/08_reporting/run_timings.json").read_text())
     assert timings["pipelines"] == ["demo"] and set(timings["seconds_by_pipeline"]) == set(PIPELINE_ORDER)
     assert 0 < sum(timings["seconds_by_pipeline"].values()) <= timings["wall_seconds"]
+
+
+def test_demo_results_prints_the_readme_tables_from_the_run(demo_run):
+    """scripts/demo_results.py (the README's figures) reads this run's metrics: the test role
+    it names and the AUCs it prints are the run's own."""
+    project, _ = demo_run
+    script = Path(__file__).resolve().parents[2] / "scripts" / "demo_results.py"
+    printed = subprocess.run([sys.executable, str(script), "--project", str(project)], capture_output=True,
+                             text=True, check=True, timeout=120).stdout
+    residual_1 = json.loads(latest(project, "data/08_reporting/residual_1_metrics.json").read_text())
+    role = residual_1["role"]
+    assert f"test role: {role['images']} images of {role['patients']} patients" in printed
+    for target, entry in residual_1["targets"].items():
+        auc = entry["auc"]["image"]
+        assert f"| {target} | {entry['n_test']} ({entry['n_test_positive']}) | {auc['estimate']:.3f} [" in printed
+        assert f"| {target} | residual_1 - image | {entry['residual_1_minus_image']['difference']:+.3f} [" in printed
+    sweep = pd.read_csv(latest(project, "data/08_reporting/residual_1_sweep.csv"))
+    settings = sweep.drop_duplicates(["k", "strategy", "source"])
+    for row in settings.itertuples():
+        assert f"| {row.k} | {row.strategy} | {row.source} | " in printed
+    assert "Caption specificity" in printed and "Distractor hit rate" in printed
 
 
 def test_second_run_keeps_the_first_runs_outputs(demo_run):

@@ -11,6 +11,7 @@ import torch
 from medclip.modeling_medclip import MedCLIPModel
 
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD
+from medclip_residuals.models.compute import cpu_supports_bf16
 from medclip_residuals.models.medclip_loader import build_demo_encoder
 from medclip_residuals.models.training import (
     Augmentation,
@@ -114,9 +115,12 @@ def test_report_sentences_and_sampling():
     assert len(set(sampled[::2])) > 1
 
 
-def test_fit_contrastive_learns_a_planted_pairing(base_params):
+@pytest.mark.parametrize("bf16", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not cpu_supports_bf16(), reason="this CPU computes bf16 only by emulation"))])
+def test_fit_contrastive_learns_a_planted_pairing(base_params, bf16):
     """Bright-left images say "left", bright-right images say "right": the loss must fall
-    and each image must end nearer its own text than the other one."""
+    and each image must end nearer its own text than the other one, in float32 and under bf16
+    autocast (whose weights, loss and optimiser stay float32)."""
     generator = torch.Generator().manual_seed(0)
     pixels = torch.randn(32, 1, 32, 32, generator=generator) * 0.1 - 1
     pixels[0::2, :, :, :12] += 3  # image's left
@@ -124,7 +128,7 @@ def test_fit_contrastive_learns_a_planted_pairing(base_params):
     reports = ["opacity on the left", "opacity on the right"] * 16
     encoder = build_demo_encoder(TINY_DEMO, reports, seed=0)
     epochs_seen = []
-    params = _settings(base_params, epochs=12, batch_size=16, learning_rate=3e-3, warmup_epochs=1)
+    params = _settings(base_params, epochs=12, batch_size=16, learning_rate=3e-3, warmup_epochs=1, bf16=bf16)
     history = fit_contrastive(encoder, pixels, reports, params, seed=0,
                               on_epoch_end=lambda epoch, enc: epochs_seen.append(epoch))
     assert epochs_seen == list(range(1, 13))
@@ -132,6 +136,7 @@ def test_fit_contrastive_learns_a_planted_pairing(base_params):
     first, last = history["loss"].iloc[:2].mean(), history["loss"].iloc[-2:].mean()
     assert last < first - 0.2
     assert not encoder.model.training
+    assert all(weight.dtype == torch.float32 for weight in encoder.model.parameters())
     texts = encoder.encode_texts(["opacity on the left", "opacity on the right"])
     with torch.inference_mode():
         images = encoder.encode_images(pixels).numpy()

@@ -97,7 +97,8 @@ def compare_auc(
 
 
 def _bootstrap_record(bootstrap: BootstrapSettings, seed: int) -> dict[str, Any]:
-    return {"n_resamples": bootstrap.n_resamples, "confidence": bootstrap.confidence, "seed": seed}
+    return {"n_resamples": bootstrap.n_resamples, "confidence": bootstrap.confidence, "resample": bootstrap.resample,
+            "seed": seed}
 
 
 def evaluate_residual_1_against_image(

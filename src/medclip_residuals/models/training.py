@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,8 @@ from torch.nn import functional as F
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS, apply_uncertainty
 from medclip_residuals.data.preprocess import MEDCLIP_MEAN, MEDCLIP_STD
 from medclip_residuals.data.study_split import rows_in_role
+from medclip_residuals.models.compute import plan_compute
+from medclip_residuals.models.embed import autocast_context
 from medclip_residuals.models.encoder import MedCLIPEncoder, eval_mode
 from medclip_residuals.models.image_source import ImageSource, as_image_source
 from medclip_residuals.models.medclip_loader import EncoderParams, build_demo_encoder, load_encoder
@@ -88,6 +90,9 @@ class ContrastiveTraining(Parameters):
     # soft matches from the reports' TF-IDF overlap at this temperature (null or 0: none)
     soft_target_temperature: float | None
     augment: Augmentation | None  # null: no augmentation
+    # bf16 autocast of the forward pass (the loss and the optimiser stay float32); auto: where
+    # the device computes bf16 natively (models/compute.py)
+    bf16: bool | Literal["auto"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,6 +402,7 @@ def fit_contrastive(
     (`HISTORY_COLUMNS`); the last partial batch of an epoch is dropped (in-batch negatives).
     """
     model, device = encoder.model, encoder.device
+    bf16 = plan_compute(device, bf16=settings.bf16).bf16
     batch_size = min(settings.batch_size, len(reports))
     steps_per_epoch = len(reports) // batch_size
     total_steps = settings.epochs * steps_per_epoch
@@ -427,8 +433,9 @@ def fit_contrastive(
             tokens = encoder.tokenize(texts)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(step, total_steps, warmup_steps, peak, floor)
-            image_embeddings = encoder.encode_images(images)
-            text_embeddings = encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
+            with autocast_context(device, bf16):
+                image_embeddings = encoder.encode_images(images)
+                text_embeddings = encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
             logits_per_image = model.compute_logits(image_embeddings, text_embeddings)  # clamps the temperature
             match = match_weights(texts, index, similarity, label_vectors, settings.label_match_weight)
             loss = clip_loss(logits_per_image, match)

@@ -15,7 +15,7 @@ class DemoDataParams(PhantomParams):
 
     Example (in a notebook, `kedro jupyter`):
         params = DemoDataParams.parse(catalog.load("params:demo_data"), "demo_data")
-        params.n_images, params.grid.rows  # (2000, 4) with conf/base
+        params.n_images, params.grid.rows  # (4000, 4) with conf/base
     """
 
     grid: ImageGrid
