@@ -71,8 +71,10 @@ def _delong_p(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 def test_metrics_match_independent_recomputation(run, study_module):
     metrics = run["residual_1_metrics"]
     json.dumps(metrics, allow_nan=False)  # a valid JSON document
-    n_resamples = study_module.STUDY_DESIGN_OVERRIDES["bootstrap"]["n_resamples"]
-    assert metrics["bootstrap"] == {"n_resamples": n_resamples, "confidence": 0.95, "seed": SEED}
+    bootstrap = study_module.STUDY_DESIGN_OVERRIDES["bootstrap"]
+    n_resamples = bootstrap["n_resamples"]
+    assert metrics["bootstrap"] == {"n_resamples": n_resamples, "confidence": 0.95, "resample": bootstrap["resample"],
+                                    "seed": SEED}
     assert metrics["selection"]["targets"] == TARGETS
     for target in TARGETS:
         block = metrics["targets"][target]
