@@ -108,7 +108,8 @@ def heatmap_inputs(manifest: pd.DataFrame, n_heatmaps: int) -> dict:
     images = manifest.iloc[: max(1, math.ceil(n_heatmaps / len(CAPTIONS)))]
     plan = build_plan(images, pd.DataFrame({"image_id": [], "finding": []}), [], captions=CAPTIONS,
                       include_report_captions=False, finding_synonyms={}, head_images="localized",
-                      max_images=None, prefer_localized=False, seed=0).iloc[:n_heatmaps].reset_index(drop=True)
+                      max_images=None, prefer_localized=False, seed=0, grounding=None,
+                      contrast_findings="none").iloc[:n_heatmaps].reset_index(drop=True)
     plan["row"] = np.arange(len(plan))
     return {"image_manifest": images, "heatmap_plan": plan, "heads": {}, "w_by_image": {}}
 
