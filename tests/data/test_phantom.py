@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +14,6 @@ from scipy import ndimage
 
 from medclip_residuals.data.labels import CHEXPERT_FINDINGS
 from medclip_residuals.data.phantom import (
-    PhantomParams,
     generate_dataset,
     plan_dataset,
     render_image,
@@ -51,18 +49,6 @@ FINDING_WORDS = {
     "Atelectasis": r"atelectasis",
 }
 ZONE_WORDS = {"upper": "upper lung", "middle": "middle lung", "lower": "lower lung", "heart": "near the heart"}
-
-
-@pytest.fixture(scope="session")
-def phantom_params(base_params) -> Callable[..., PhantomParams]:
-    """Factory: conf/base's demo_data settings (less the grid figure's) with overrides."""
-
-    def make(**overrides: object) -> PhantomParams:
-        raw = base_params("demo_data", **overrides)
-        del raw["grid"]
-        return PhantomParams.parse(raw, "demo_data")
-
-    return make
 
 
 def _png(image: Image.Image) -> bytes:

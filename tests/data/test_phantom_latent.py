@@ -4,13 +4,12 @@ constant within a patient, and noise on the label columns only."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from medclip_residuals.data.phantom import PhantomParams, finding_severity, generate_dataset, plan_dataset
+from medclip_residuals.data.phantom import finding_severity, generate_dataset, plan_dataset
 from medclip_residuals.data.phantom_latent import (
     OTHER_CAUSE,
     DiseaseModel,
@@ -23,18 +22,6 @@ from medclip_residuals.data.phantom_text import MODELLED_FINDINGS, chexpert_labe
 
 OUTCOMES = ("outcome:heart_failure", "outcome:lung_cancer", "outcome:icu_admission")
 NO_NOISE = {"missed_fraction": 0.0, "spurious_fraction": 0.0}
-
-
-@pytest.fixture(scope="session")
-def phantom_params(base_params) -> Callable[..., PhantomParams]:
-    """Factory: conf/base's demo_data settings (less the grid figure's) with overrides."""
-
-    def make(**overrides: object) -> PhantomParams:
-        raw = base_params("demo_data", **overrides)
-        del raw["grid"]
-        return PhantomParams.parse(raw, "demo_data")
-
-    return make
 
 
 @pytest.fixture(scope="module")
