@@ -43,7 +43,7 @@ def embed_images_sharded(
 ) -> pd.DataFrame:
     """The embedding table of the manifest (as `embed_images` makes it in-process), computed
     over shards on the engine's cluster; rows of the latest version reused where unchanged."""
-    from medclip_residuals.distributed.plugin import register_encoder  # imports distributed: only here
+    from medclip_residuals.distributed.plugin import encoder_on_workers  # imports distributed: only here
 
     settings = engine.settings
     ids = image_manifest["image_id"].astype(str).tolist()
@@ -72,24 +72,19 @@ def embed_images_sharded(
 
     shards = plan_shards(todo, keys, settings.embedding_batches_per_shard * batch_size,
                          {"what": "image_embedding", "batch_size": batch_size})
-    plugin: list[str] = []  # the encoder goes to the workers with the first shard sent
+    with encoder_on_workers(engine.client, encoder, fingerprint) as send_encoder:
 
-    def submit(shard, task_key):
-        if not plugin:
-            plugin.append(register_encoder(engine.client, encoder, fingerprint))
-        return engine.client.submit(
-            embed_shard, fingerprint, [paths[p] for p in shard.positions],
-            batch_size=batch_size, num_workers=num_workers, bf16=bf16, device=device,
-            torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
-            resources=settings.resources or None, priority=-shard.number,
-        )
+        def submit(shard, task_key):
+            send_encoder()
+            return engine.client.submit(
+                embed_shard, fingerprint, [paths[p] for p in shard.positions],
+                batch_size=batch_size, num_workers=num_workers, bf16=bf16, device=device,
+                torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
+                resources=settings.resources or None, priority=-shard.number,
+            )
 
-    try:
         run = run_shards(engine.client, store, shards, submit, row_keys=keys, what=DATASET,
                          where_is=where_in_manifest(image_manifest))
-    finally:
-        for name in plugin:
-            engine.client.unregister_worker_plugin(name)
 
     run.rows, run.reused_rows = len(ids), len(reused)
     engine.runs[DATASET] = run

@@ -111,7 +111,7 @@ def generate_heatmaps_sharded(
     """What `explain.generate.generate_heatmaps` yields (same arguments), computed over
     shards of the plan on the engine's cluster; maps of the latest version reused where their
     key did not change."""
-    from medclip_residuals.distributed.plugin import register_encoder  # imports distributed: only here
+    from medclip_residuals.distributed.plugin import encoder_on_workers  # imports distributed: only here
 
     settings = engine.settings
     layer_names, _ = resolve_target_layers(encoder.vision_model, target_layer)  # a clear error before any work
@@ -147,33 +147,29 @@ def generate_heatmaps_sharded(
     shards = plan_shards(todo, keys, settings.heatmap_batches_per_shard * batch_size,
                          {"what": "heatmap", "batch_size": batch_size, "image_size": size})
     rows = heatmap_plan.reset_index(drop=True)
-    plugin: list[str] = []  # the encoder goes to the workers with the first shard sent
     heads_on_cpu = {name: module.to("cpu") for name, module in heads.items()}
 
-    def submit(shard, task_key):
-        if not plugin:
-            plugin.append(register_encoder(engine.client, encoder, fingerprint))
-        part = rows.iloc[list(shard.positions)]
-        images, texts = set(part["image_id"]), set(part.loc[part["kind"] == "caption", "text"])
-        # what this shard's rows need, no more: a plan's report captions are one text per image
-        shard_captions = CaptionTargets({t: captions.text_embeddings[t] for t in texts}, captions.contrast_embedding,
-                                        captions.plain_texts & texts)
-        return engine.client.submit(
-            heatmap_shard, fingerprint, {h: heads_on_cpu[h] for h in set(part["head"]) if h in heads_on_cpu},
-            plan_images[plan_images["image_id"].astype(str).isin(images)],
-            part, {i: w_by_image[i] for i in images if i in w_by_image}, shard_captions,
-            method=method, target_layer=list(layer_names), shifts_px=list(shifts_px),
-            contrast_caption=contrast_caption, batch_size=batch_size, device=device,
-            torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
-            resources=settings.resources or None, priority=-shard.number,
-        )
+    with encoder_on_workers(engine.client, encoder, fingerprint) as send_encoder:
 
-    try:
+        def submit(shard, task_key):
+            send_encoder()
+            part = rows.iloc[list(shard.positions)]
+            images, texts = set(part["image_id"]), set(part.loc[part["kind"] == "caption", "text"])
+            # what this shard's rows need, no more: a plan's report captions are one text per image
+            shard_captions = CaptionTargets({t: captions.text_embeddings[t] for t in texts},
+                                            captions.contrast_embedding, captions.plain_texts & texts)
+            return engine.client.submit(
+                heatmap_shard, fingerprint, {h: heads_on_cpu[h] for h in set(part["head"]) if h in heads_on_cpu},
+                plan_images[plan_images["image_id"].astype(str).isin(images)],
+                part, {i: w_by_image[i] for i in images if i in w_by_image}, shard_captions,
+                method=method, target_layer=list(layer_names), shifts_px=list(shifts_px),
+                contrast_caption=contrast_caption, batch_size=batch_size, device=device,
+                torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
+                resources=settings.resources or None, priority=-shard.number,
+            )
+
         run = run_shards(engine.client, store, shards, submit, row_keys=keys, what=DATASET,
                          where_is=where_in_manifest(image_manifest))
-    finally:
-        for name in plugin:
-            engine.client.unregister_worker_plugin(name)
 
     run.rows, run.reused_rows = total, len(reused)
     engine.runs[DATASET] = run

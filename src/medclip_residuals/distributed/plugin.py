@@ -12,6 +12,8 @@ copy of the encoder while the plugin is registered.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -49,3 +51,21 @@ def register_encoder(client: Any, encoder: Any, fingerprint: str) -> str:
         if device.type != "cpu":
             encoder.to(device)
     return plugin.name
+
+
+@contextmanager
+def encoder_on_workers(client: Any, encoder: Any, fingerprint: str) -> Iterator[Callable[[], None]]:
+    """Yields `send()`, which registers the encoder's plugin the first time it is called (with
+    the first shard: a run whose every row is reused sends nothing); the plugin is unregistered
+    when the block ends, also on error."""
+    names: list[str] = []
+
+    def send() -> None:
+        if not names:
+            names.append(register_encoder(client, encoder, fingerprint))
+
+    try:
+        yield send
+    finally:
+        for name in names:
+            client.unregister_worker_plugin(name)
