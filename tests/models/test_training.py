@@ -15,6 +15,7 @@ from medclip_residuals.models.compute import cpu_supports_bf16
 from medclip_residuals.models.medclip_loader import build_demo_encoder
 from medclip_residuals.models.training import (
     Augmentation,
+    LayerTokens,
     ReportSimilarity,
     augment,
     center_projection_heads,
@@ -22,6 +23,7 @@ from medclip_residuals.models.training import (
     fit_contrastive,
     label_matrix,
     learning_rate_at,
+    local_alignment_logits,
     match_weights,
     report_sentences,
     sample_sentences,
@@ -185,3 +187,36 @@ def test_training_is_deterministic_given_the_seed(base_params):
         runs.append((history["loss"].tolist(), encoder.encode_texts(["opacity on the left"])))
     assert runs[0][0] == runs[1][0]
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_last_stage_tokens_are_the_parts_the_image_embedding_averages():
+    """The hooked tokens, carried by the projection head, average to the vision model's own
+    (unnormalised) embedding: the local loss and the image embedding see the same tokens."""
+    encoder = build_demo_encoder(TINY_DEMO, ["a report"], seed=2)
+    pixels = torch.randn(3, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    tokens = LayerTokens(encoder.vision_model)
+    with torch.no_grad():
+        embeddings = encoder.vision_model(pixels)
+        projected = tokens.projected()
+    assert projected.shape == (3, 16, 512)  # 32 px, 4-px patches (8 x 8), one patch merging: 4 x 4
+    torch.testing.assert_close(projected.mean(dim=1), embeddings, rtol=1e-4, atol=1e-5)
+    tokens.remove()
+    with torch.no_grad():
+        encoder.vision_model(pixels)
+    assert tokens.tokens is None  # the hook is gone
+    with pytest.raises(RuntimeError, match="no forward pass recorded the tokens of model.layernorm"):
+        tokens.projected()
+
+
+def test_local_alignment_pools_the_tokens_most_like_the_text():
+    text = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), dim=1)
+    # image 0: one token is text 0, three are orthogonal to both texts; image 1: all tokens halfway
+    tokens = torch.tensor([[[2.0, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]],
+                           [[1.0, 1, 0], [1, 1, 0], [1, 1, 0], [1, 1, 0]]])
+    sharp = local_alignment_logits(tokens, text, pool_temperature=0.01)
+    assert sharp[0, 0] == pytest.approx(1.0, abs=1e-3)  # the one matching token carries it
+    assert sharp[0, 1] == pytest.approx(0.0, abs=1e-3)
+    torch.testing.assert_close(sharp[1], torch.full((2,), 2 ** -0.5))
+    flat = local_alignment_logits(tokens, text, pool_temperature=1e3)
+    assert flat[0, 0] == pytest.approx(0.25, abs=1e-3)  # a high temperature is the mean
+    assert flat[0, 0] < local_alignment_logits(tokens, text, pool_temperature=0.1)[0, 0] < sharp[0, 0]

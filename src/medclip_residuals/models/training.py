@@ -4,9 +4,9 @@ The `demo` profile starts from random weights (MedCLIP's classes on small Swin/B
 the published profiles from MedCLIP's weights (`build_start_encoder`). `fit_contrastive` runs
 the training loop; the pieces it is made of are here too, each testable alone: the loss
 (`clip_loss`) and its match targets (`text_groups`, `ReportSimilarity`, `label_matrix`,
-`match_weights`), the schedule (`learning_rate_at`), the augmentation (`augment`), report
-sentence sampling (`sample_sentences`) and the projection heads' centring
-(`center_projection_heads`).
+`match_weights`), the optional local term (`local_alignment_logits` on `LayerTokens`), the
+schedule (`learning_rate_at`), the augmentation (`augment`), report sentence sampling
+(`sample_sentences`) and the projection heads' centring (`center_projection_heads`).
 
 What makes a small Swin learn from scratch here (it stalls at chance with default settings):
 MedCLIP's input normalisation (done by `preprocess`), a 4-pixel patch, AdamW with a linear
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 _BLACK = -MEDCLIP_MEAN / MEDCLIP_STD
 # The largest logit scale MedCLIP's compute_logits allows (a temperature of 1/100).
 _MAX_LOGIT_SCALE = 4.6052
-HISTORY_COLUMNS = ["epoch", "step", "loss", "learning_rate", "temperature", "seconds"]
+HISTORY_COLUMNS = ["epoch", "step", "loss", "local_loss", "learning_rate", "temperature", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,15 @@ class Augmentation(Parameters):
     brightness: float
     contrast: float
     noise: float  # standard deviation, in pixel units of [0, 1]
+
+
+@dataclass(frozen=True)
+class LocalAlignment(Parameters):
+    """The local (token-to-text) term of the loss (`local_alignment_logits`)."""
+
+    weight: float  # the term's weight next to the global CLIP loss (0: off)
+    pool_temperature: float  # softmax temperature of the tokens' cosines when pooling them
+    layer: str | None  # the vision layer whose tokens are aligned; null: the last stage
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,9 @@ class ContrastiveTraining(Parameters):
     # soft matches from the reports' TF-IDF overlap at this temperature (null or 0: none)
     soft_target_temperature: float | None
     augment: Augmentation | None  # null: no augmentation
+    # a second CLIP loss on one layer's tokens, pooled by their similarity to each text
+    # (null or weight 0: the global loss only)
+    local_alignment: LocalAlignment | None
     # bf16 autocast of the forward pass (the loss and the optimiser stay float32); auto: where
     # the device computes bf16 natively (models/compute.py)
     bf16: bool | Literal["auto"]
@@ -271,6 +283,62 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def local_alignment_logits(tokens: torch.Tensor, text_embeddings: torch.Tensor, pool_temperature: float) -> torch.Tensor:
+    """(B_img, B_txt) similarities of each image's tokens to each text, pooled over the tokens.
+
+    `tokens` (B_img, L, D): one layer's tokens in the joint space (`LayerTokens`, unnormalised);
+    `text_embeddings` (B_txt, D), L2-normalised. Per image and text, the tokens' cosines
+    with the text are averaged with softmax(cosine / pool_temperature) weights: the score is
+    carried by the tokens that look most like the text (PACL's patch pooling; GLoRIA and
+    FILIP pool word-to-region similarities in the same spirit). A CLIP loss on these
+    scores asks that the tokens where a finding lies, and not those of another image or
+    another finding, match the text naming it: what a similarity map at token level shows.
+    """
+    cosine = torch.einsum("ild,jd->ijl", F.normalize(tokens.float(), dim=-1), text_embeddings.float())
+    weights = torch.softmax(cosine / pool_temperature, dim=-1)
+    return (weights * cosine).sum(dim=-1)
+
+
+class LayerTokens:
+    """Records one layer's tokens during a forward pass and carries them to the joint space,
+    each token alone (`explain.token_similarity`'s steps: the tokens its maps of that layer
+    show). The default, the last stage (Swin: `model.layernorm`; ResNet: `model.layer4`),
+    needs only the projection head, and the image embedding is the projection of these
+    tokens' mean, so one forward pass gives both; MedCLIP's forward is not touched (a
+    forward hook). An earlier layer (e.g. `model.encoder.layers.1.blocks.-1`) has smaller
+    receptive fields; its tokens go through the remaining blocks with each token attending
+    only to itself (MaskCLIP's path).
+    """
+
+    def __init__(self, vision_encoder: torch.nn.Module, layer: str | None = None) -> None:
+        from medclip_residuals.explain.layers import resolve_target_layer
+        from medclip_residuals.explain.token_similarity import token_steps
+
+        if layer is None:
+            layer = "model.layernorm" if hasattr(vision_encoder, "projection_head") else "model.layer4"
+        self.layer, module = resolve_target_layer(vision_encoder, layer)
+        self.steps = token_steps(vision_encoder, self.layer)
+        self.tokens: torch.Tensor | None = None
+        self.handle = module.register_forward_hook(self._record)
+
+    def _record(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        output = output[0] if isinstance(output, tuple) else output  # a Swin block's hidden states
+        self.tokens = output.flatten(2).transpose(1, 2) if output.ndim == 4 else output  # (B, L, C)
+
+    def projected(self) -> torch.Tensor:
+        """The last forward's tokens in the joint space, (B, L, D)."""
+        if self.tokens is None:
+            raise RuntimeError(f"no forward pass recorded the tokens of {self.layer}")
+        tokens = self.tokens
+        for step in self.steps:
+            tokens = step(tokens)
+        return tokens
+
+    def remove(self) -> None:
+        self.handle.remove()
+        self.tokens = None
+
+
 # --------------------------------------------------------------------------------------------
 # Report sentences
 # --------------------------------------------------------------------------------------------
@@ -375,6 +443,30 @@ def _label_vectors(labels: np.ndarray | None, label_weight: float) -> torch.Tens
     return F.normalize(torch.as_tensor(np.asarray(labels), dtype=torch.float32), dim=1)
 
 
+def _batch_loss(
+    encoder: MedCLIPEncoder,
+    images: torch.Tensor,
+    tokens: dict[str, torch.Tensor],
+    match: torch.Tensor,
+    bf16: bool,
+    layer_tokens: LayerTokens | None,
+    local: LocalAlignment | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A batch's loss (the CLIP loss, plus the weighted local term where it is on) and the
+    local term alone (None where off)."""
+    model = encoder.model
+    with autocast_context(encoder.device, bf16):
+        image_embeddings = encoder.encode_images(images)
+        text_embeddings = encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
+        token_embeddings = layer_tokens.projected() if layer_tokens is not None else None
+    loss = clip_loss(model.compute_logits(image_embeddings, text_embeddings), match)  # clamps the temperature
+    if local is None or token_embeddings is None:
+        return loss, None
+    pooled = local_alignment_logits(token_embeddings, text_embeddings, local.pool_temperature)
+    local_loss = clip_loss(pooled * model.logit_scale.exp(), match)
+    return loss + local.weight * local_loss, local_loss
+
+
 def _optimise(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip_norm: float) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -415,51 +507,54 @@ def fit_contrastive(
     generator = torch.Generator().manual_seed(seed)
     reports = list(reports)
     source = as_image_source(pixels)
+    local = settings.local_alignment if settings.local_alignment and settings.local_alignment.weight > 0 else None
+    layer_tokens = LayerTokens(encoder.vision_model, local.layer) if local else None
 
     history = []
     step = 0
     started = time.perf_counter()
     model.train()
-    for epoch in range(settings.epochs):
-        order = torch.randperm(len(reports), generator=generator)
-        # the epoch's batches are fixed here, so a streamed source can decode ahead
-        indices = [order[k * batch_size : (k + 1) * batch_size] for k in range(steps_per_epoch)]
-        bar = progress_bar(zip(indices, source.batches(indices)), total=steps_per_epoch,  # the epoch's log line follows
-                           desc=f"encoder epoch {epoch + 1}/{settings.epochs}", leave=False, log_lines=0)
-        epoch_losses = []
-        for index, batch in bar:
-            images = augment(batch, settings.augment, generator).to(device)
-            texts = sample_sentences([reports[i] for i in index.tolist()], settings.sentence_sampling, generator)
-            tokens = encoder.tokenize(texts)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, total_steps, warmup_steps, peak, floor)
-            with autocast_context(device, bf16):
-                image_embeddings = encoder.encode_images(images)
-                text_embeddings = encoder.encode_tokens(tokens["input_ids"], tokens["attention_mask"])
-            logits_per_image = model.compute_logits(image_embeddings, text_embeddings)  # clamps the temperature
-            match = match_weights(texts, index, similarity, label_vectors, settings.label_match_weight)
-            loss = clip_loss(logits_per_image, match)
-            _optimise(model, optimizer, loss, settings.grad_clip_norm)
-            value = float(loss.detach())
-            epoch_losses.append(value)
-            history.append({
-                "epoch": epoch + 1,
-                "step": step + 1,
-                "loss": value,
-                "learning_rate": optimizer.param_groups[0]["lr"],
-                "temperature": temperature_of(model),
-                "seconds": time.perf_counter() - started,
-            })
-            bar.set_postfix(loss=f"{value:.3f}")
-            step += 1
-        logger.info(
-            "encoder_training: epoch %d/%d mean loss %.4f (%.0f s)",
-            epoch + 1, settings.epochs, float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
-            time.perf_counter() - started,
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, encoder)
-            model.train()
+    try:
+        for epoch in range(settings.epochs):
+            order = torch.randperm(len(reports), generator=generator)
+            # the epoch's batches are fixed here, so a streamed source can decode ahead
+            indices = [order[k * batch_size : (k + 1) * batch_size] for k in range(steps_per_epoch)]
+            bar = progress_bar(zip(indices, source.batches(indices)), total=steps_per_epoch,  # the epoch's log line follows
+                               desc=f"encoder epoch {epoch + 1}/{settings.epochs}", leave=False, log_lines=0)
+            epoch_losses = []
+            for index, batch in bar:
+                images = augment(batch, settings.augment, generator).to(device)
+                texts = sample_sentences([reports[i] for i in index.tolist()], settings.sentence_sampling, generator)
+                tokens = encoder.tokenize(texts)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate_at(step, total_steps, warmup_steps, peak, floor)
+                match = match_weights(texts, index, similarity, label_vectors, settings.label_match_weight)
+                loss, local_loss = _batch_loss(encoder, images, tokens, match, bf16, layer_tokens, local)
+                _optimise(model, optimizer, loss, settings.grad_clip_norm)
+                value = float(loss.detach())
+                epoch_losses.append(value)
+                history.append({
+                    "epoch": epoch + 1,
+                    "step": step + 1,
+                    "loss": value,
+                    "local_loss": float(local_loss.detach()) if local_loss is not None else float("nan"),
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                    "temperature": temperature_of(model),
+                    "seconds": time.perf_counter() - started,
+                })
+                bar.set_postfix(loss=f"{value:.3f}")
+                step += 1
+            logger.info(
+                "encoder_training: epoch %d/%d mean loss %.4f (%.0f s)",
+                epoch + 1, settings.epochs, float(np.mean(epoch_losses)) if epoch_losses else float("nan"),
+                time.perf_counter() - started,
+            )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, encoder)
+                model.train()
+    finally:
+        if layer_tokens is not None:
+            layer_tokens.remove()
     with torch.no_grad():
         model.logit_scale.clamp_(0, _MAX_LOGIT_SCALE)
     model.eval()

@@ -174,3 +174,29 @@ def test_streamed_images_give_the_cached_run_s_numbers(tmp_path, caplog, base_pa
     drop = {"training_seconds"}
     assert {k: v for k, v in cached["metrics"].items() if k not in drop} == {
         k: v for k, v in streamed["metrics"].items() if k not in drop}
+
+
+@pytest.mark.slow
+def test_validation_curve_and_local_alignment(tmp_path, caplog, base_params):
+    """validation_every_epochs logs the validation role's zero-shot AUCs at those epochs only;
+    with the local term on, its loss is in the history beside the total."""
+    manifest = _tiny_manifest(tmp_path)
+    training = base_params("encoder_training", TRAINING, epochs=4, validation_every_epochs=2,
+                           local_alignment={"weight": 0.5, "pool_temperature": 0.1, "layer": None})
+    catalog = _catalog(tmp_path, manifest, base_params("encoder", TINY_ENCODER), training)
+    split = catalog.load("study_split")
+    catalog["study_split"] = MemoryDataset(split.assign(role=split["role"].where(manifest["patient_id"] != "p7", "validation")))
+    with caplog.at_level(logging.INFO, logger="medclip_residuals"):
+        SequentialRunner().run(create_pipeline(), catalog)
+    curve = [line for line in caplog.text.splitlines() if "validation min AUC" in line]
+    roles = [line.split("encoder_training: ")[1].split(" min AUC")[0] for line in curve]
+    assert roles == ["epoch 2 validation", "epoch 4 validation", "validation"]  # the last: evaluate_encoder
+    history = catalog.load("encoder_training_history")
+    assert history["local_loss"].notna().all()
+    # before the first update the global part is the global-only run's: total = global + 0.5 x local
+    alone = base_params("encoder_training", TRAINING, epochs=1)
+    catalog = _catalog(tmp_path / "global_only", manifest, base_params("encoder", TINY_ENCODER), alone)
+    SequentialRunner().run(create_pipeline(), catalog)
+    global_only = catalog.load("encoder_training_history")
+    assert global_only["local_loss"].isna().all()
+    assert history["loss"].iloc[0] == pytest.approx(global_only["loss"].iloc[0] + 0.5 * history["local_loss"].iloc[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -75,7 +76,8 @@ def train_encoder(
         spread = center_projection_heads(encoder, pixels, reports)
         logger.info("encoder_training: centred the projection heads, mean cosine %s",
                     ", ".join(f"{key} {value:.3f}" for key, value in spread.items()))
-    history = fit_contrastive(encoder, pixels, reports, p, seed, labels=label_matrix(rows))
+    on_epoch_end = _validation_curve(image_manifest, study_split, p) if p.validation_every_epochs else None
+    history = fit_contrastive(encoder, pixels, reports, p, seed, on_epoch_end=on_epoch_end, labels=label_matrix(rows))
     history["seconds"] += cached
     started_from = {"started_from": dict(encoder.trained_on)} if encoder.trained_on else {}
     # hooks.RunProvenanceHook adds the data_root when the encoder is saved
@@ -87,6 +89,27 @@ def train_encoder(
     }
     pairs = rows[["image_id", "patient_id"]].astype(str).reset_index(drop=True)
     return encoder.to("cpu"), history, pairs
+
+
+def _validation_curve(
+    image_manifest: pd.DataFrame, study_split: pd.DataFrame, p: EncoderTrainingParams
+) -> Callable[[int, MedCLIPEncoder], None] | None:
+    """An epoch callback that logs the validation role's zero-shot AUCs every
+    `validation_every_epochs` epochs (None without validation images)."""
+    rows = rows_in_role(image_manifest, study_split, "validation")
+    if not len(rows):
+        return None
+    labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
+    paths = rows["image_path"].tolist()
+
+    def evaluate(epoch: int, encoder: MedCLIPEncoder) -> None:
+        if epoch % p.validation_every_epochs:
+            return
+        images = image_source(paths, encoder.image_size, p.image_cache_mb, p.cache_workers, "validation")
+        embeddings = embed_image_source(encoder, images, p.evaluation.batch_size)
+        zero_shot_scores(encoder, embeddings, labels, p.evaluation, f"epoch {epoch} validation")
+
+    return evaluate
 
 
 def plot_loss_curve(history: pd.DataFrame) -> Figure:

@@ -19,3 +19,5 @@ class EncoderTrainingParams(ContrastiveTraining):
     image_cache_mb: float | None  # null: no limit
     cache_workers: int
     evaluation: ZeroShotEvaluation
+    # every N epochs, log the validation role's zero-shot AUCs (a learning curve; null: never)
+    validation_every_epochs: int | None
