@@ -191,6 +191,8 @@ def test_validation_curve_and_local_alignment(tmp_path, caplog, base_params):
     curve = [line for line in caplog.text.splitlines() if "validation min AUC" in line]
     roles = [line.split("encoder_training: ")[1].split(" min AUC")[0] for line in curve]
     assert roles == ["epoch 2 validation", "epoch 4 validation", "validation"]  # the last: evaluate_encoder
+    # decoded once for the curve (not at each of its evaluations), once by evaluate_encoder
+    assert caplog.text.count("validation images cached in memory") == 2
     history = catalog.load("encoder_training_history")
     assert history["local_loss"].notna().all()
     # before the first update the global part is the global-only run's: total = global + 0.5 x local

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 from medclip_residuals.data.study_split import role_fingerprint, role_summary, rows_in_role
 from medclip_residuals.models.embed import embed_image_source
 from medclip_residuals.models.encoder import MedCLIPEncoder
-from medclip_residuals.models.image_source import image_source
+from medclip_residuals.models.image_source import ImageSource, image_source
 from medclip_residuals.models.medclip_loader import EncoderParams
 from medclip_residuals.models.training import (
     build_start_encoder,
@@ -76,7 +77,8 @@ def train_encoder(
         spread = center_projection_heads(encoder, pixels, reports)
         logger.info("encoder_training: centred the projection heads, mean cosine %s",
                     ", ".join(f"{key} {value:.3f}" for key, value in spread.items()))
-    on_epoch_end = _validation_curve(image_manifest, study_split, p) if p.validation_every_epochs else None
+    on_epoch_end = (_validation_curve(image_manifest, study_split, p, encoder.image_size)
+                    if p.validation_every_epochs else None)
     history = fit_contrastive(encoder, pixels, reports, p, seed, on_epoch_end=on_epoch_end, labels=label_matrix(rows))
     history["seconds"] += cached
     started_from = {"started_from": dict(encoder.trained_on)} if encoder.trained_on else {}
@@ -91,23 +93,37 @@ def train_encoder(
     return encoder.to("cpu"), history, pairs
 
 
+def _held_out_role(
+    image_manifest: pd.DataFrame, study_split: pd.DataFrame, role: str, p: EncoderTrainingParams, image_size: int
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], ImageSource]:
+    """A held-out role's rows, their finding labels and their images (cached or streamed)."""
+    rows = rows_in_role(image_manifest, study_split, role)
+    labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
+    images = image_source(rows["image_path"].tolist(), image_size, p.image_cache_mb, p.cache_workers, role)
+    return rows, labels, images
+
+
+def _zero_shot(
+    encoder: MedCLIPEncoder, labels: dict[str, np.ndarray], images: ImageSource, p: EncoderTrainingParams, label: str
+) -> dict[str, Any]:
+    """`zero_shot_scores` of `images`, logged under `label`."""
+    embeddings = embed_image_source(encoder, images, p.evaluation.batch_size)
+    return zero_shot_scores(encoder, embeddings, labels, p.evaluation, label)
+
+
 def _validation_curve(
-    image_manifest: pd.DataFrame, study_split: pd.DataFrame, p: EncoderTrainingParams
+    image_manifest: pd.DataFrame, study_split: pd.DataFrame, p: EncoderTrainingParams, image_size: int
 ) -> Callable[[int, MedCLIPEncoder], None] | None:
     """An epoch callback that logs the validation role's zero-shot AUCs every
-    `validation_every_epochs` epochs (None without validation images)."""
-    rows = rows_in_role(image_manifest, study_split, "validation")
-    if not len(rows):
+    `validation_every_epochs` epochs (None without validation images). The images are
+    decoded once, before the first epoch, not at every evaluation."""
+    if not (study_split["role"] == "validation").any():
         return None
-    labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
-    paths = rows["image_path"].tolist()
+    _, labels, images = _held_out_role(image_manifest, study_split, "validation", p, image_size)
 
     def evaluate(epoch: int, encoder: MedCLIPEncoder) -> None:
-        if epoch % p.validation_every_epochs:
-            return
-        images = image_source(paths, encoder.image_size, p.image_cache_mb, p.cache_workers, "validation")
-        embeddings = embed_image_source(encoder, images, p.evaluation.batch_size)
-        zero_shot_scores(encoder, embeddings, labels, p.evaluation, f"epoch {epoch} validation")
+        if epoch % p.validation_every_epochs == 0:
+            _zero_shot(encoder, labels, images, p, f"epoch {epoch} validation")
 
     return evaluate
 
@@ -132,11 +148,8 @@ def evaluate_encoder(
     encoder = medclip_encoder.to(device)
 
     def scores_on(role: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-        rows = rows_in_role(image_manifest, study_split, role)
-        labels = finding_labels(rows, p.evaluation.findings, p.evaluation.exclude)
-        images = image_source(rows["image_path"].tolist(), encoder.image_size, p.image_cache_mb, p.cache_workers, role)
-        embeddings = embed_image_source(encoder, images, p.evaluation.batch_size)
-        return rows, zero_shot_scores(encoder, embeddings, labels, p.evaluation, role)
+        rows, labels, images = _held_out_role(image_manifest, study_split, role, p, encoder.image_size)
+        return rows, _zero_shot(encoder, labels, images, p, role)
 
     test_rows, test_scores = scores_on("test")
     validation_rows, validation_scores = scores_on("validation") if (study_split["role"] == "validation").any() else (None, None)
