@@ -31,6 +31,7 @@ CAPTIONS = ["there is some pneumonia near the heart", "there is pleural effusion
 # conf/base's parameters with these changes (`params` below): no shift smoothing, no contrast caption
 OVERRIDES = {
     "method": "gradcam",
+    "contrast_findings": "none",
     "target_layer": "model.encoder.layers.0.blocks.-1",
     "captions": CAPTIONS,
     "include_report_captions": True,
