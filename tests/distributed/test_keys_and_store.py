@@ -93,3 +93,28 @@ def test_the_store_never_lies_inside_the_dataset(tmp_path):
     with pytest.raises(ShardStoreLocationError, match="lies inside data_root"):
         resolve_store_root(str(tmp_path / "users" / "store"), tmp_path, str(tmp_path / "users"))
     assert resolve_store_root("data/s", Path(tmp_path), None).name == "s"
+
+
+def test_a_caption_key_follows_its_contrast_set():
+    """A sharded run reuses a stored map only for the same target: switching
+    contrast_findings none -> max must not reuse the plain maps, and rows without a contrast
+    set keep their keys (maps stored before stay reusable)."""
+    from medclip_residuals.distributed.heatmaps import heatmap_row_keys
+    from medclip_residuals.explain.generate import CaptionTargets
+
+    rng = np.random.default_rng(0)
+    texts = ["there is pneumonia", "there is a nodule", "there is edema", "a report"]
+    captions = CaptionTargets({t: rng.standard_normal(4).astype(np.float32) for t in texts},
+                              rng.standard_normal(4).astype(np.float32), set())
+
+    def keys(contrast_texts: list[list[str]], reduce: str) -> list[str]:
+        plan = pd.DataFrame({"image_id": ["a", "a", "a"], "kind": ["caption"] * 3, "head": [""] * 3,
+                             "text": ["there is pneumonia", "there is pneumonia", "a report"],
+                             "contrast_texts": contrast_texts, "contrast_reduce": [reduce, reduce, ""]})
+        return heatmap_row_keys(plan, {"a": {"sha256": "x"}}, ("vision", "hirescam"), captions, {}, {})
+
+    plain = keys([[], [], []], "")
+    with_max = keys([["there is a nodule"], ["there is edema"], []], "max")
+    with_mean = keys([["there is a nodule"], ["there is edema"], []], "mean")
+    assert plain[0] == plain[1] and len({plain[0], with_max[0], with_max[1], with_mean[0]}) == 4
+    assert plain[2] == with_max[2] == with_mean[2]

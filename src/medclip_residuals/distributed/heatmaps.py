@@ -32,6 +32,8 @@ from medclip_residuals.distributed.store import wanted_contents
 from medclip_residuals.distributed.worker import heatmap_shard
 from medclip_residuals.explain.generate import CaptionTargets, caption_targets, heatmap_metadata
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
+from medclip_residuals.explain.plan import cell_list
+from medclip_residuals.explain.targets import caption_texts
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 
@@ -57,6 +59,10 @@ def heatmap_row_keys(
             contrast = None if row.text in captions.plain_texts else captions.contrast_embedding
             target = ["caption", array_digest(captions.text_embeddings[row.text]),
                       None if contrast is None else array_digest(contrast)]
+            reduce = str(getattr(row, "contrast_reduce", "") or "")
+            contrast_set = cell_list(getattr(row, "contrast_texts", None))
+            if reduce and contrast_set:  # contrast_findings mean / max: the other findings' prompts
+                target += [reduce, [array_digest(captions.text_embeddings[t]) for t in contrast_set]]
         else:
             if row.head not in head_keys:
                 if row.head not in heads:
@@ -154,8 +160,9 @@ def generate_heatmaps_sharded(
         def submit(shard, task_key):
             send_encoder()
             part = rows.iloc[list(shard.positions)]
-            images, texts = set(part["image_id"]), set(part.loc[part["kind"] == "caption", "text"])
-            # what this shard's rows need, no more: a plan's report captions are one text per image
+            images, texts = set(part["image_id"]), set(caption_texts(part))
+            # what this shard's rows need (captions and their contrast sets), no more: a plan's
+            # report captions are one text per image
             shard_captions = CaptionTargets({t: captions.text_embeddings[t] for t in texts},
                                             captions.contrast_embedding, captions.plain_texts & texts)
             return engine.client.submit(

@@ -46,6 +46,7 @@ TRAINING = {
     # plain CLIP training from the model's own temperature, no floor under the learning rate
     "min_learning_rate": 0.0, "temperature_init": None, "center_projections": False, "sentence_sampling": 0.0,
     "label_match_weight": 0.0, "soft_target_temperature": None,
+    "local_alignment": {"weight": 0.0, "pool_temperature": 0.1, "layer": None},
     # the training report itself as the prompt: the tiny tokenizer knows only the training words
     "evaluation": {"prompt_template": "there is {finding}", "prompts": {"Pneumonia": "there is pneumonia on the left"}},
 }
