@@ -118,3 +118,5 @@ def test_a_caption_key_follows_its_contrast_set():
     with_mean = keys([["there is a nodule"], ["there is edema"], []], "mean")
     assert plain[0] == plain[1] and len({plain[0], with_max[0], with_max[1], with_mean[0]}) == 4
     assert plain[2] == with_max[2] == with_mean[2]
+    # a reduction over the contrast caption alone is a target of its own too
+    assert keys([[], [], []], "max")[0] not in {plain[0], with_max[0]}

@@ -32,8 +32,7 @@ from medclip_residuals.distributed.store import wanted_contents
 from medclip_residuals.distributed.worker import heatmap_shard
 from medclip_residuals.explain.generate import CaptionTargets, caption_targets, heatmap_metadata
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
-from medclip_residuals.explain.plan import cell_list
-from medclip_residuals.explain.targets import caption_texts
+from medclip_residuals.explain.targets import ContrastSetTarget, caption_target, caption_texts
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 
@@ -59,10 +58,11 @@ def heatmap_row_keys(
             contrast = None if row.text in captions.plain_texts else captions.contrast_embedding
             target = ["caption", array_digest(captions.text_embeddings[row.text]),
                       None if contrast is None else array_digest(contrast)]
-            reduce = str(getattr(row, "contrast_reduce", "") or "")
-            contrast_set = cell_list(getattr(row, "contrast_texts", None))
-            if reduce and contrast_set:  # contrast_findings mean / max: the other findings' prompts
-                target += [reduce, [array_digest(captions.text_embeddings[t]) for t in contrast_set]]
+            # contrast_findings mean / max: the key follows the target the shard will build (a
+            # plain caption's key stays as it was, so maps stored before stay reusable)
+            built = caption_target(row, captions.text_embeddings, contrast)
+            if isinstance(built, ContrastSetTarget):
+                target += [built.reduce, array_digest(built.contrast_embeddings.numpy())]
         else:
             if row.head not in head_keys:
                 if row.head not in heads:
