@@ -27,6 +27,7 @@ copy of the project that has run with --project) with this checkout's code and p
     .venv/bin/python benchmarks/cam_layer_probe.py --methods hirescam --shifts 0 \\
         --layers "model.encoder.layers.0.blocks.-1+model.encoder.layers.1.blocks.-1"
     .venv/bin/python benchmarks/cam_layer_probe.py --project /path/to/a/run --out probe.json
+    .venv/bin/python benchmarks/cam_layer_probe.py --bf16 false   # float32 CAM passes
 
 A layer entry may join several layers with '+' (their maps are averaged); --shifts sets the
 shift smoothing (maps of shifted copies averaged); --max-images keeps that many images,
@@ -111,6 +112,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--distractors", type=int, default=None, help="distractor prompts per image (default: params)")
     parser.add_argument("--shifts", default=None,
                         help="shift smoothing, per-axis shifts in input px, e.g. -12,-6,0,6,12; 0: none (default: params)")
+    parser.add_argument("--bf16", choices=["auto", "true", "false"], default=None,
+                        help="bf16 autocast of the CAM passes (default: params)")
     parser.add_argument("--per-finding", action="store_true", help="also print the grounding metrics per finding")
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=None, help="write every result as JSON here")
@@ -128,6 +131,8 @@ def probe_parameters(args: argparse.Namespace, explainability: dict) -> dict:
         params["scoring"] = {**params["scoring"], "hit_tolerance_px": args.tolerance_px}
     if args.shifts is not None:
         params["shift_smoothing_px"] = [int(v) for v in args.shifts.split(",")]
+    if args.bf16 is not None:
+        params["bf16"] = {"true": True, "false": False}.get(args.bf16, args.bf16)
     if args.contrast_caption is not None:
         params["contrast_caption"] = args.contrast_caption or None
     if args.distractors is not None:
@@ -216,7 +221,8 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
     n_multi = int((localizations[localizations["image_id"].isin(manifest["image_id"])]
                    .groupby("image_id")["finding"].nunique() >= 2).sum())
     print(f"{len(manifest)} {args.role} images with a localized finding ({n_multi} with two kinds or more); "
-          f"shift smoothing {params['shift_smoothing_px']} px, contrast caption {params['contrast_caption']!r}")
+          f"shift smoothing {params['shift_smoothing_px']} px, bf16 {params['bf16']}, "
+          f"contrast caption {params['contrast_caption']!r}")
 
     results = []
     for contrast in contrasts:
@@ -253,7 +259,8 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
                 print(f"  goals: {', '.join(f'{k} {v}' for k, v in met.items())}")
                 results.append({"method": method, "layer": layer_name, "contrast_findings": contrast,
                                 "contrast_caption": params["contrast_caption"],
-                                "shift_smoothing_px": params["shift_smoothing_px"], "seconds": seconds,
+                                "shift_smoothing_px": params["shift_smoothing_px"],
+                                "bf16": heatmaps.metadata["bf16"], "seconds": seconds,
                                 "n_images": len(manifest), "goals": met,
                                 **{k: metrics[k] for k in ("by_group", "by_group_and_finding",
                                                            "caption_specificity", "distractor_hit_rate")}})

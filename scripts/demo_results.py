@@ -127,7 +127,7 @@ def main() -> None:
     print_sweep(reporting)
     explain = newest(reporting, "explainability_metrics.json")
     print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, shift smoothing "
-          f"{explain.get('shift_smoothing_px', [0])} px, contrast caption {explain.get('contrast_caption')!r}, "
+          f"{explain.get('shift_smoothing_px', [0])} px, {'bf16' if explain.get('bf16') else 'float32'}, contrast caption {explain.get('contrast_caption')!r}, "
           f"contrast findings {explain.get('contrast_findings', 'none')!r}): "
           "pointing-game hit rate and mIoU, floor beside\n")
     print("| group | finding | n | hit rate | floor | mIoU | floor |\n| --- | --- | --- | --- | --- | --- | --- |")

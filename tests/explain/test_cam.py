@@ -241,6 +241,25 @@ def test_shift_smoothing_is_the_mean_of_maps_of_shifted_images(swin: nn.Module) 
         np.testing.assert_allclose(off(x, targets), unshifted, atol=1e-6)
 
 
+def test_bf16_autocast_maps_follow_the_float32_ones(swin: nn.Module) -> None:
+    # bf16 passes (emulated where the CPU lacks native bf16: the same numbers, slower) give
+    # float32 maps in [0, 1] that differ from the float32 pass's only by rounding
+    torch.manual_seed(8)
+    x = torch.randn(3, 3, 64, 64)
+    targets = _targets(3, seed=9)
+    layers = ["model.encoder.layers.0.blocks.-1", "model.encoder.layers.1.blocks.-1"]
+    with CamExplainer(swin, "hirescam", layers, progress=False) as float32:
+        expected = float32(x, targets)
+    with CamExplainer(swin, "hirescam", layers, progress=False, bf16=True) as bf16:
+        maps = bf16(x, targets)
+    assert not torch.is_autocast_enabled("cpu")  # autocast ends with the call
+    assert maps.dtype == np.float32 and maps.shape == expected.shape
+    assert maps.min() >= 0 and maps.max() <= 1 + 1e-6
+    assert not np.array_equal(maps, expected)  # the passes did run in bf16
+    for got, want in zip(maps, expected):
+        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.95
+
+
 def test_one_target_per_image_is_enforced(swin: nn.Module) -> None:
     with CamExplainer(swin, "gradcam", "model.layernorm", progress=False) as explainer:
         with pytest.raises(ValueError, match="one target per image"):

@@ -33,6 +33,7 @@ from medclip_residuals.distributed.worker import heatmap_shard
 from medclip_residuals.explain.generate import CaptionTargets, caption_targets, heatmap_metadata
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
 from medclip_residuals.explain.targets import ContrastSetTarget, caption_target, caption_texts
+from medclip_residuals.models.compute import Auto, plan_compute
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 
@@ -113,6 +114,7 @@ def generate_heatmaps_sharded(
     batch_size: int,
     chunk_size: int,
     device: str,
+    bf16: bool | Auto = False,
 ) -> Iterator[HeatmapChunk]:
     """What `explain.generate.generate_heatmaps` yields (same arguments), computed over
     shards of the plan on the engine's cluster; maps of the latest version reused where their
@@ -129,11 +131,12 @@ def generate_heatmaps_sharded(
 
     encoder.to(resolve_device(device))  # the caption embeddings on the device the in-process run uses
     captions = caption_targets(encoder, heatmap_plan, contrast_caption)
+    # "auto" is settled by each worker for its own hardware; the metadata says this machine's
     metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_label(layer_names), shifts_px,
-                                contrast_caption, captions)
+                                contrast_caption, captions, plan_compute(resolve_device(device), bf16=bf16).bf16)
     size = int(encoder.image_size)
     fingerprint = vision_fingerprint(encoder)
-    run = [fingerprint, method, list(layer_names), [int(v) for v in shifts_px]]
+    run = [fingerprint, method, list(layer_names), [int(v) for v in shifts_px], bf16]
     keys = heatmap_row_keys(heatmap_plan, image_keys(plan_images), run, captions, heads, w_by_image)
     store = engine.store(DATASET)
 
@@ -143,8 +146,8 @@ def generate_heatmaps_sharded(
     total = len(heatmap_plan)
     todo = [p for p in range(total) if p not in reused]
     if previous is not None:
-        logger.info("%s: reused %d of %d maps from version %s (maps whose image, target, method, layers, shifts and "
-                    "encoder did not change since they were computed); %d to compute",
+        logger.info("%s: reused %d of %d maps from version %s (maps whose image, target, method, layers, shifts, "
+                    "precision and encoder did not change since they were computed); %d to compute",
                     DATASET, len(reused), total, previous[0], len(todo))
     else:
         logger.info("%s: %d to compute (%s)", DATASET, len(todo),
@@ -170,7 +173,7 @@ def generate_heatmaps_sharded(
                 plan_images[plan_images["image_id"].astype(str).isin(images)],
                 part, {i: w_by_image[i] for i in images if i in w_by_image}, shard_captions,
                 method=method, target_layer=list(layer_names), shifts_px=list(shifts_px),
-                contrast_caption=contrast_caption, batch_size=batch_size, device=device,
+                contrast_caption=contrast_caption, batch_size=batch_size, device=device, bf16=bf16,
                 torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
                 resources=settings.resources or None, priority=-shard.number,
             )

@@ -40,6 +40,7 @@ from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
 from medclip_residuals.explain.layers import ActivationReshape, layer_label, resolve_target_layers
 from medclip_residuals.explain.smoothing import Shift, shift_grid
 from medclip_residuals.explain.token_similarity import TokenSimilarityCAM
+from medclip_residuals.models.embed import autocast_context
 from medclip_residuals.utils.progress import progress_bar
 
 CAM_METHODS: dict[str, type[BaseCAM]] = {
@@ -99,6 +100,8 @@ class CamExplainer:
         progress: show a progress bar over the batches.
         device: where to run; None: the encoder's device.
         shifts_px: per-axis shifts of the shift smoothing; (0,): none.
+        bf16: run the CAM's forward and backward passes under bf16 autocast (the maps are
+            computed from float32 copies of the activations and gradients).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class CamExplainer:
         progress: bool = True,
         device: torch.device | str | None = None,
         shifts_px: Sequence[int] = (0,),
+        bf16: bool = False,
     ) -> None:
         self.method_class = resolve_cam_method(method)
         self.method = method
@@ -119,6 +123,7 @@ class CamExplainer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.progress = progress
+        self.bf16 = bool(bf16)
         self.model = ImageEmbeddingModel(vision_encoder).eval()
         self.device = torch.device(device) if device is not None else next(vision_encoder.parameters()).device
         self.model.to(self.device)
@@ -172,7 +177,7 @@ class CamExplainer:
         self.reshape.input_hw = tuple(batch.shape[-2:])
         self._active = True
         try:
-            with self._frozen():
+            with self._frozen(), autocast_context(self.device, self.bf16):
                 maps = self.cam(input_tensor=batch, targets=list(targets), aug_smooth=self.aug_smooth)
         finally:
             self._active = False

@@ -4,7 +4,7 @@ Batches are formed over the whole plan, independently of the chunks, so the chun
 never changes a map; each chunk (`chunk_size` rows of float16 maps, in plan order) is
 yielded as soon as it is full, so that memory holds one chunk, not every map (see
 datasets/heatmap_store.py). Every chunk carries the run's metadata (method, target layer,
-image size, image ids and target ids in row order).
+shifts, bf16 or float32, image size, image ids and target ids in row order).
 
 Example:
     >>> chunks = generate_heatmaps(encoder, manifest, plan, heads={}, w_by_image={},  # doctest: +SKIP
@@ -32,6 +32,7 @@ from medclip_residuals.explain.cam import CamExplainer
 from medclip_residuals.explain.heatmap_model import HeatMapModel
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
 from medclip_residuals.explain.targets import HeadTarget, Target, caption_target, caption_texts
+from medclip_residuals.models.compute import Auto, plan_compute
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
 from medclip_residuals.models.heads import heads_from_tensors
@@ -159,12 +160,14 @@ def heatmap_metadata(
     shifts_px: Sequence[int],
     contrast_caption: str | None,
     captions: CaptionTargets | PlanTargets,
+    bf16: bool,
 ) -> dict[str, Any]:
     """The run's metadata that every chunk of the heatmap store carries."""
     return {
         "method": method,
         "target_layer": layer_name,
         "shift_smoothing_px": [int(v) for v in shifts_px],
+        "bf16": bool(bf16),
         "contrast_caption": contrast_caption if captions.contrast_embedding is not None else None,
         "n_plain_contrast_targets": plain_contrast_rows(heatmap_plan, captions.plain_texts),
         "image_size": int(encoder.image_size),
@@ -206,6 +209,7 @@ def generate_heatmaps(
     batch_size: int,
     chunk_size: int,
     device: str,
+    bf16: bool | Auto = False,
     captions: CaptionTargets | None = None,
     progress: bool = True,
 ) -> Iterator[HeatmapChunk]:
@@ -224,6 +228,8 @@ def generate_heatmaps(
         batch_size: image x target pairs per CAM call.
         chunk_size: maps per yielded chunk.
         device: "cpu", "cuda", "mps" or "auto".
+        bf16: the CAM passes under bf16 autocast: True, False, or "auto" (where the device
+            computes bf16 natively, `models.compute.plan_compute`).
         captions: the plan's caption embeddings (`caption_targets`); None: computed here.
         progress: a progress bar over the batches.
     """
@@ -232,6 +238,7 @@ def generate_heatmaps(
     layer_name = layer_label(layer_names)
     torch_device = resolve_device(device)
     encoder.to(torch_device)
+    use_bf16 = plan_compute(torch_device, bf16=bf16).bf16
 
     paths = dict(zip(image_manifest["image_id"].astype(str), image_manifest["image_path"].astype(str)))
     missing = sorted(set(heatmap_plan["image_id"]) - set(paths))
@@ -242,12 +249,14 @@ def generate_heatmaps(
     images = ImageCache(size)
     n_plain = plain_contrast_rows(heatmap_plan, targets.plain_texts)
     total = len(heatmap_plan)
-    metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_name, shifts_px, contrast_caption, targets)
+    metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_name, shifts_px, contrast_caption, targets,
+                                use_bf16)
     logger.info("compute_heatmaps: %d heatmaps, written in chunks of %d (%.1f MB each as float16)",
                 total, chunk_size, chunk_size * size * size * 2 / 2**20)
     rows = list(heatmap_plan.itertuples(index=False))
     with CamExplainer(
-        vision, method, layer_names, batch_size=batch_size, progress=False, device=torch_device, shifts_px=shifts_px
+        vision, method, layer_names, batch_size=batch_size, progress=False, device=torch_device, shifts_px=shifts_px,
+        bf16=use_bf16,
     ) as explainer:
 
         def batches() -> Iterator[np.ndarray]:
@@ -258,8 +267,9 @@ def generate_heatmaps(
 
         yield from rechunk(batches(), chunk_size, total, metadata)
     logger.info(
-        "%d heatmaps (%s on %s, %d shift(s) averaged) for %d images",
-        total, method, layer_name, len(explainer.shifts), heatmap_plan["image_id"].nunique(),
+        "%d heatmaps (%s on %s, %d shift(s) averaged, %s) for %d images",
+        total, method, layer_name, len(explainer.shifts), "bf16 autocast" if use_bf16 else "float32",
+        heatmap_plan["image_id"].nunique(),
     )
     if n_plain:
         logger.info(

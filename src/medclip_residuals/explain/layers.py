@@ -123,13 +123,17 @@ def swin_reshape_transform(tokens: torch.Tensor, input_hw: Sequence[int]) -> tor
 class ActivationReshape:
     """pytorch-grad-cam's `reshape_transform`: (B, L, C) tokens -> maps, CNN maps unchanged.
 
-    The transform only sees the tensor; `input_hw` is set before each batch.
+    The transform only sees the tensor; `input_hw` is set before each batch. pytorch-grad-cam
+    applies it to the activations and to their gradients and then computes the map in NumPy,
+    so a bf16 tensor (a pass under bf16 autocast) comes back as float32.
     """
 
     def __init__(self, input_hw: Sequence[int] | None = None) -> None:
         self.input_hw = tuple(input_hw) if input_hw is not None else None
 
     def __call__(self, activation: torch.Tensor) -> torch.Tensor:
+        if activation.dtype == torch.bfloat16:
+            activation = activation.float()
         if activation.ndim == 4:
             return activation
         if self.input_hw is None:

@@ -42,6 +42,7 @@ OVERRIDES = {
     "grid": {"sample_size": 3},
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 100, "confidence": 0.95},
     "shift_smoothing_px": [0],
+    "bf16": False,
     "contrast_caption": None,
 }
 HEIGHT, WIDTH = 40, 48  # not square: the padding must be undone
@@ -256,6 +257,17 @@ def test_several_layers_and_shift_smoothing_reach_the_maps(study: dict, params: 
     assert result["explainability_metrics"]["shift_smoothing_px"] == [-2, 0, 2]
     unsmoothed = _run(study["inputs"], {**smoothed, "shift_smoothing_px": [0]})["heatmaps"]
     assert not np.allclose(_maps(heatmaps), _maps(unsmoothed), atol=1e-2)
+
+
+def test_bf16_reaches_the_maps_and_the_metrics(study: dict, params: dict) -> None:
+    one = {**params, "method": "hirescam", "heads": [], "captions": CAPTIONS[:1], "include_report_captions": False}
+    float32 = _run(study["inputs"], one)
+    assert float32["heatmaps"].metadata["bf16"] is False and float32["explainability_metrics"]["bf16"] is False
+    bf16 = _run(study["inputs"], {**one, "bf16": True})
+    assert bf16["heatmaps"].metadata["bf16"] is True and bf16["explainability_metrics"]["bf16"] is True
+    assert not np.array_equal(_maps(bf16["heatmaps"]), _maps(float32["heatmaps"]))
+    with pytest.raises(ParameterError, match="bf16"):
+        _run(study["inputs"], {**one, "bf16": "sometimes"})
 
 
 def test_unknown_layer_lists_the_valid_ones(study: dict, params: dict) -> None:

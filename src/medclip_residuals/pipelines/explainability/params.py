@@ -40,6 +40,7 @@ class ExplainabilityParams(Parameters):
     method: str
     target_layer: str | tuple[str, ...]
     shift_smoothing_px: tuple[int, ...]
+    bf16: bool | Literal["auto"]
     captions: tuple[str, ...]
     contrast_caption: str | None
     contrast_findings: ContrastFindings
