@@ -30,8 +30,9 @@ copy of the project that has run with --project) with this checkout's code and p
     .venv/bin/python benchmarks/cam_layer_probe.py --bf16 false   # float32 CAM passes
 
 A layer entry may join several layers with '+' (their maps are averaged); --shifts sets the
-shift smoothing (maps of shifted copies averaged); --max-images keeps that many images,
-those with two kinds of finding first (a seeded sample).
+shift smoothing (maps of shifted copies averaged); --blur-px also scores the same maps blurred
+(a Gaussian on the map: smoothing without extra CAM passes); --max-images keeps that many
+images, those with two kinds of finding first (a seeded sample).
 """
 
 from __future__ import annotations
@@ -112,6 +113,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--distractors", type=int, default=None, help="distractor prompts per image (default: params)")
     parser.add_argument("--shifts", default=None,
                         help="shift smoothing, per-axis shifts in input px, e.g. -12,-6,0,6,12; 0: none (default: params)")
+    parser.add_argument("--blur-px", default="0",
+                        help="also score the maps blurred by a Gaussian of these sigmas (input px), e.g. 0,4,8")
     parser.add_argument("--bf16", choices=["auto", "true", "false"], default=None,
                         help="bf16 autocast of the CAM passes (default: params)")
     parser.add_argument("--per-finding", action="store_true", help="also print the grounding metrics per finding")
@@ -224,13 +227,14 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
           f"shift smoothing {params['shift_smoothing_px']} px, bf16 {params['bf16']}, "
           f"contrast caption {params['contrast_caption']!r}")
 
+    blurs = [float(v) for v in args.blur_px.split(",")]
     results = []
     for contrast in contrasts:
         run_params = {**params, "contrast_findings": contrast}
         plan = plan_heatmaps(manifest, localizations, heads["residual_1_heads"], heads["residual_2_heads"],
                              run_params, seed)
         print(f"\ncontrast_findings {contrast!r}: {len(plan)} heatmaps per method x layer")
-        print(f"{'method':<16}{'layer':<30}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}"
+        print(f"{'method':<16}{'layer':<36}{'group':<12}{'n':>5}{'hit':>7}{'95% CI':>15}{'floor':>7}"
               f"{'mIoU':>7}{'floor':>7}{'s':>7}")
         for layer in args.layers.split(","):
             for method in args.methods.split(","):
@@ -245,26 +249,44 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
                     print(f"{method:<16}{short_layer(layer):<30}skipped: {error}")
                     continue
                 seconds = time.perf_counter() - start
-                _, metrics = score_heatmaps(heatmaps, plan, manifest, localizations, run, seed)
                 layer_name = heatmaps.metadata["target_layer"]
-                for row in metrics["by_group"]:
-                    ci = f"[{row['hit_rate_low']:.2f}, {row['hit_rate_high']:.2f}]"
-                    print(f"{method:<16}{short_layer(layer_name):<30}{row['group']:<12}{row['n']:>5}"
-                          f"{row['hit_rate']:>7.2f}{ci:>15}{row['floor_hit_rate']:>7.2f}{row['miou']:>7.2f}"
-                          f"{row['floor_miou']:>7.2f}{seconds:>7.0f}")
-                print(f"  {'grounding':<52}{'group':<8}{'finding':<18}{'specificity':>19}{'n':>5}"
-                      f"{'distractor hit':>19}{'n':>5}{'true hit':>19}{'n':>5}{'ratio':>7}")
-                print_grounding(f"{method} {short_layer(layer_name)} {contrast}", metrics, args.per_finding)
-                met = goals(metrics)
-                print(f"  goals: {', '.join(f'{k} {v}' for k, v in met.items())}")
-                results.append({"method": method, "layer": layer_name, "contrast_findings": contrast,
-                                "contrast_caption": params["contrast_caption"],
-                                "shift_smoothing_px": params["shift_smoothing_px"],
-                                "bf16": heatmaps.metadata["bf16"], "seconds": seconds,
-                                "n_images": len(manifest), "goals": met,
-                                **{k: metrics[k] for k in ("by_group", "by_group_and_finding",
-                                                           "caption_specificity", "distractor_hit_rate")}})
+                for sigma in blurs:
+                    label = short_layer(layer_name) + (f" blur{sigma:g}" if sigma else "")
+                    _, metrics = score_heatmaps(blurred(heatmaps, sigma), plan, manifest, localizations, run, seed)
+                    for row in metrics["by_group"]:
+                        ci = f"[{row['hit_rate_low']:.2f}, {row['hit_rate_high']:.2f}]"
+                        print(f"{method:<16}{label:<36}{row['group']:<12}{row['n']:>5}"
+                              f"{row['hit_rate']:>7.2f}{ci:>15}{row['floor_hit_rate']:>7.2f}{row['miou']:>7.2f}"
+                              f"{row['floor_miou']:>7.2f}{seconds:>7.0f}")
+                    print(f"  {'grounding':<52}{'group':<8}{'finding':<18}{'specificity':>19}{'n':>5}"
+                          f"{'distractor hit':>19}{'n':>5}{'true hit':>19}{'n':>5}{'ratio':>7}")
+                    print_grounding(f"{method} {label} {contrast}", metrics, args.per_finding)
+                    met = goals(metrics)
+                    print(f"  goals: {', '.join(f'{k} {v}' for k, v in met.items())}")
+                    results.append({"method": method, "layer": layer_name, "contrast_findings": contrast,
+                                    "contrast_caption": params["contrast_caption"],
+                                    "shift_smoothing_px": params["shift_smoothing_px"], "blur_px": sigma,
+                                    "bf16": heatmaps.metadata["bf16"], "seconds": seconds,
+                                    "n_images": len(manifest), "goals": met,
+                                    **{k: metrics[k] for k in ("by_group", "by_group_and_finding",
+                                                               "caption_specificity", "distractor_hit_rate")}})
     return results
+
+
+def blurred(heatmaps, sigma: float):
+    """The maps blurred by a Gaussian of `sigma` input px, each rescaled to [0, 1]: smoothing on
+    the map instead of shifted copies of the image (an option of this probe only); 0: unchanged."""
+    import torch
+    from torchvision.transforms.functional import gaussian_blur
+
+    from medclip_residuals.datasets.heatmap_store import ArrayHeatmaps
+
+    if not sigma:
+        return heatmaps
+    size = 2 * math.ceil(3 * sigma) + 1
+    maps = gaussian_blur(torch.from_numpy(heatmaps.heatmaps.astype(np.float32))[:, None], [size, size], [sigma, sigma])
+    low, high = maps.amin(dim=(1, 2, 3), keepdim=True), maps.amax(dim=(1, 2, 3), keepdim=True)
+    return ArrayHeatmaps(((maps - low) / (high - low).clamp_min(1e-8))[:, 0].numpy(), heatmaps.metadata)
 
 
 def main() -> None:
