@@ -265,6 +265,18 @@ def test_adding_a_caption_computes_only_its_maps(bounded, engine, encoder, image
     assert engine.runs["heatmaps"].reused_rows == 10
     np.testing.assert_array_equal(got.heatmaps, expected.heatmaps)
 
+    # the same plan under bf16 passes gives other maps: none of the 10 float32 maps the stored
+    # version holds may be reused
+    bf16 = {**HEATMAP_ARGS, "bf16": True}
+    with one_torch_thread():
+        got_bf16 = ArrayHeatmaps.collect(iter(bounded(
+            CALL_TIMEOUT_S, lambda: list(generate_heatmaps_sharded(engine, encoder, **both, **bf16)))))
+        expected_bf16 = ArrayHeatmaps.collect(generate_heatmaps(encoder, progress=False, **both, **bf16))
+    assert engine.runs["heatmaps"].reused_rows == 0
+    assert got_bf16.metadata["bf16"] is True and got.metadata["bf16"] is False
+    np.testing.assert_array_equal(got_bf16.heatmaps, expected_bf16.heatmaps)
+    assert not np.array_equal(got_bf16.heatmaps, got.heatmaps)
+
 
 def test_a_bad_image_fails_its_shard_naming_the_manifest_row_and_the_file(bounded, engine, encoder, image_manifest):
     manifest = image_manifest(6)
