@@ -126,8 +126,9 @@ def main() -> None:
     print_residuals(newest(reporting, "residual_1_metrics.json"), newest(reporting, "residual_2_metrics.json"))
     print_sweep(reporting)
     explain = newest(reporting, "explainability_metrics.json")
+    precision = "bf16" if explain.get("bf16") else "float32"
     print(f"\nHeatmaps ({explain['method']} on {explain['target_layer']}, shift smoothing "
-          f"{explain.get('shift_smoothing_px', [0])} px, {'bf16' if explain.get('bf16') else 'float32'}, contrast caption {explain.get('contrast_caption')!r}, "
+          f"{explain.get('shift_smoothing_px', [0])} px, {precision}, contrast caption {explain.get('contrast_caption')!r}, "
           f"contrast findings {explain.get('contrast_findings', 'none')!r}): "
           "pointing-game hit rate and mIoU, floor beside\n")
     print("| group | finding | n | hit rate | floor | mIoU | floor |\n| --- | --- | --- | --- | --- | --- | --- |")

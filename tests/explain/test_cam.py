@@ -105,13 +105,15 @@ def test_batched_equals_one_image_at_a_time(swin: nn.Module, method: str) -> Non
     assert all(p.requires_grad for p in swin.parameters())  # the freeze is undone
 
 
-def test_every_required_method_runs_on_swin(swin: nn.Module) -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_every_required_method_runs_on_swin(swin: nn.Module, bf16: bool) -> None:
     # Through Swin's token reshape every method gives maps scaled to exactly [0, 1] that vary
-    # over the image; where the heat belongs is checked on TwoColourEncoder below.
+    # over the image, in float32 and under bf16 autocast; where the heat belongs is checked on
+    # TwoColourEncoder below.
     torch.manual_seed(8)
     x = torch.randn(2, 3, 64, 64)
     for method in ("gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam"):
-        with CamExplainer(swin, method, "model.layernorm", batch_size=2, progress=False) as explainer:
+        with CamExplainer(swin, method, "model.layernorm", batch_size=2, progress=False, bf16=bf16) as explainer:
             maps = explainer(x, _targets(2))
         assert maps.shape == (2, 64, 64), method
         assert np.isfinite(maps).all(), method
