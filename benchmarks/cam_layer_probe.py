@@ -115,6 +115,8 @@ def parse_args() -> argparse.Namespace:
                         help="shift smoothing, per-axis shifts in input px, e.g. -12,-6,0,6,12; 0: none (default: params)")
     parser.add_argument("--blur-px", default="0",
                         help="also score the maps blurred by a Gaussian of these sigmas (input px), e.g. 0,4,8")
+    parser.add_argument("--caption-gate", choices=["none", "mean", "max"], default=None,
+                        help="empty a caption's map where the image fits it no better than its contrasts (default: params)")
     parser.add_argument("--bf16", choices=["auto", "true", "false"], default=None,
                         help="bf16 autocast of the CAM passes (default: params)")
     parser.add_argument("--per-finding", action="store_true", help="also print the grounding metrics per finding")
@@ -134,6 +136,8 @@ def probe_parameters(args: argparse.Namespace, explainability: dict) -> dict:
         params["scoring"] = {**params["scoring"], "hit_tolerance_px": args.tolerance_px}
     if args.shifts is not None:
         params["shift_smoothing_px"] = [int(v) for v in args.shifts.split(",")]
+    if args.caption_gate is not None:
+        params["caption_gate"] = args.caption_gate
     if args.bf16 is not None:
         params["bf16"] = {"true": True, "false": False}.get(args.bf16, args.bf16)
     if args.contrast_caption is not None:
@@ -225,6 +229,7 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
                    .groupby("image_id")["finding"].nunique() >= 2).sum())
     print(f"{len(manifest)} {args.role} images with a localized finding ({n_multi} with two kinds or more); "
           f"shift smoothing {params['shift_smoothing_px']} px, bf16 {params['bf16']}, "
+          f"caption gate {params['caption_gate']}, "
           f"contrast caption {params['contrast_caption']!r}")
 
     blurs = [float(v) for v in args.blur_px.split(",")]
@@ -266,7 +271,8 @@ def probe(args: argparse.Namespace, inputs: dict, manifest: pd.DataFrame, params
                     results.append({"method": method, "layer": layer_name, "contrast_findings": contrast,
                                     "contrast_caption": params["contrast_caption"],
                                     "shift_smoothing_px": params["shift_smoothing_px"], "blur_px": sigma,
-                                    "bf16": heatmaps.metadata["bf16"], "seconds": seconds,
+                                    "bf16": heatmaps.metadata["bf16"], "caption_gate": params["caption_gate"],
+                                    "seconds": seconds,
                                     "n_images": len(manifest), "goals": met,
                                     **{k: metrics[k] for k in ("by_group", "by_group_and_finding",
                                                                "caption_specificity", "distractor_hit_rate")}})

@@ -13,6 +13,7 @@ from medclip_residuals.explain.targets import (
     ContrastSetTarget,
     HeadTarget,
     SimilarityTarget,
+    caption_margin,
     caption_target,
     caption_texts,
 )
@@ -93,3 +94,19 @@ def test_caption_target_follows_the_plan_row() -> None:
     old = pd.DataFrame({"kind": ["caption"], "text": ["a caption"]})
     assert caption_texts(old) == ["a caption"]
     assert isinstance(caption_target(next(old.itertuples(index=False)), embeddings, None), SimilarityTarget)
+
+
+def test_caption_margin_compares_the_caption_with_its_contrasts() -> None:
+    axis = np.eye(4, dtype=np.float32)
+    image = torch.tensor([0.6, 0.5, 0.3, 0.0])
+    image = image / image.norm()
+    target = ContrastSetTarget(axis[0], np.stack([axis[1], axis[2]]), reduce="max", label="caption")
+    # sim(caption) minus the mean / the max of the contrasts' similarities, whatever the target's own reduction
+    assert caption_margin(target, image, "mean") == pytest.approx(float(image[0] - (image[1] + image[2]) / 2))
+    assert caption_margin(target, image, "max") == pytest.approx(float(image[0] - image[1]))
+    assert caption_margin(ContrastSetTarget(axis[2], axis[:2], reduce="mean"), image, "mean") < 0
+    # a caption made against the contrast caption alone: its own value
+    against_normal = SimilarityTarget(axis[1], contrast_embedding=axis[0])
+    assert caption_margin(against_normal, image, "max") == pytest.approx(float(image[1] - image[0]))
+    # nothing to compare a plain caption with
+    assert caption_margin(SimilarityTarget(axis[0]), image, "mean") is None

@@ -115,6 +115,7 @@ def generate_heatmaps_sharded(
     chunk_size: int,
     device: str,
     bf16: bool | Auto = False,
+    caption_gate: str = "none",
 ) -> Iterator[HeatmapChunk]:
     """What `explain.generate.generate_heatmaps` yields (same arguments), computed over
     shards of the plan on the engine's cluster; maps of the latest version reused where their
@@ -133,10 +134,11 @@ def generate_heatmaps_sharded(
     captions = caption_targets(encoder, heatmap_plan, contrast_caption)
     # "auto" is settled by each worker for its own hardware; the metadata says this machine's
     metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_label(layer_names), shifts_px,
-                                contrast_caption, captions, plan_compute(resolve_device(device), bf16=bf16).bf16)
+                                contrast_caption, captions, plan_compute(resolve_device(device), bf16=bf16).bf16,
+                                caption_gate)
     size = int(encoder.image_size)
     fingerprint = vision_fingerprint(encoder)
-    run = [fingerprint, method, list(layer_names), [int(v) for v in shifts_px], bf16]
+    run = [fingerprint, method, list(layer_names), [int(v) for v in shifts_px], bf16, caption_gate]
     keys = heatmap_row_keys(heatmap_plan, image_keys(plan_images), run, captions, heads, w_by_image)
     store = engine.store(DATASET)
 
@@ -147,7 +149,7 @@ def generate_heatmaps_sharded(
     todo = [p for p in range(total) if p not in reused]
     if previous is not None:
         logger.info("%s: reused %d of %d maps from version %s (maps whose image, target, method, layers, shifts, "
-                    "precision and encoder did not change since they were computed); %d to compute",
+                    "precision, caption gate and encoder did not change since they were computed); %d to compute",
                     DATASET, len(reused), total, previous[0], len(todo))
     else:
         logger.info("%s: %d to compute (%s)", DATASET, len(todo),
@@ -174,7 +176,7 @@ def generate_heatmaps_sharded(
                 part, {i: w_by_image[i] for i in images if i in w_by_image}, shard_captions,
                 method=method, target_layer=list(layer_names), shifts_px=list(shifts_px),
                 contrast_caption=contrast_caption, batch_size=batch_size, device=device, bf16=bf16,
-                torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
+                caption_gate=caption_gate, torch_threads=settings.torch_threads, key=task_key, retries=settings.retries,
                 resources=settings.resources or None, priority=-shard.number,
             )
 

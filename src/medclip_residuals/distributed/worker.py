@@ -147,6 +147,7 @@ def heatmap_shard(
     device: str,
     torch_threads: int | None,
     bf16: bool | str = False,
+    caption_gate: str = "none",
 ) -> ShardResult | ShardFailure:
     """Heatmaps of one shard of plan rows with `explain.generate.generate_heatmaps` (the
     caption embeddings computed once by the client): (k, S, S) float16 in plan order."""
@@ -160,7 +161,8 @@ def heatmap_shard(
         maps = ArrayHeatmaps.collect(generate_heatmaps(
             model, image_manifest, heatmap_plan, heads=heads, w_by_image=w_by_image, method=method,
             target_layer=target_layer, shifts_px=shifts_px, contrast_caption=contrast_caption,
-            batch_size=batch_size, chunk_size=max(1, len(heatmap_plan)), device=device, bf16=bf16, captions=captions,
+            batch_size=batch_size, chunk_size=max(1, len(heatmap_plan)), device=device, bf16=bf16,
+            caption_gate=caption_gate, captions=captions,
             progress=False,
         )).heatmaps
     except ImageDecodeError as error:

@@ -279,6 +279,7 @@ def summarise_metrics(
         "target_layer": metadata.get("target_layer"),
         "shift_smoothing_px": metadata.get("shift_smoothing_px", [0]),
         "bf16": bool(metadata.get("bf16", False)),
+        "caption_gate": metadata.get("caption_gate", "none"),
         "contrast_caption": metadata.get("contrast_caption"),
         "contrast_findings": contrast_reduce[0] if contrast_reduce else "none",
         "n_plain_contrast_targets": metadata.get("n_plain_contrast_targets", 0),

@@ -20,7 +20,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,7 @@ from medclip_residuals.datasets.heatmap_store import HeatmapChunk
 from medclip_residuals.explain.cam import CamExplainer
 from medclip_residuals.explain.heatmap_model import HeatMapModel
 from medclip_residuals.explain.layers import layer_label, resolve_target_layers
-from medclip_residuals.explain.targets import HeadTarget, Target, caption_target, caption_texts
+from medclip_residuals.explain.targets import HeadTarget, Target, caption_margin, caption_target, caption_texts
 from medclip_residuals.models.compute import Auto, plan_compute
 from medclip_residuals.models.device import resolve_device
 from medclip_residuals.models.encoder import MedCLIPEncoder
@@ -161,6 +161,7 @@ def heatmap_metadata(
     contrast_caption: str | None,
     captions: CaptionTargets | PlanTargets,
     bf16: bool,
+    caption_gate: str = "none",
 ) -> dict[str, Any]:
     """The run's metadata that every chunk of the heatmap store carries."""
     return {
@@ -168,6 +169,7 @@ def heatmap_metadata(
         "target_layer": layer_name,
         "shift_smoothing_px": [int(v) for v in shifts_px],
         "bf16": bool(bf16),
+        "caption_gate": caption_gate,
         "contrast_caption": contrast_caption if captions.contrast_embedding is not None else None,
         "n_plain_contrast_targets": plain_contrast_rows(heatmap_plan, captions.plain_texts),
         "image_size": int(encoder.image_size),
@@ -175,6 +177,33 @@ def heatmap_metadata(
         "image_id": heatmap_plan["image_id"].tolist(),
         "target_id": heatmap_plan["target_id"].tolist(),
     }
+
+
+def empty_unfit_captions(
+    maps: np.ndarray,
+    embedding_model: torch.nn.Module,
+    pixels: torch.Tensor,
+    targets: list[Target],
+    reduce: Literal["mean", "max"],
+) -> int:
+    """Empty (all zeros: no maximum, so no hit) the maps of captions the image does not fit
+    better than their contrasts (`explain.targets.caption_margin` <= 0), in place; the count.
+
+    Why: a map always has a maximum, so a caption naming a finding the image lacks still
+    points somewhere, most often at the finding the image has. The image's own embedding says
+    whether the caption fits; where it does not, the map says "not here". Rows without a
+    contrast (plain captions, heads) are kept.
+    """
+    device = next(embedding_model.parameters()).device
+    with torch.no_grad():
+        embeddings = embedding_model(pixels.to(device, dtype=torch.float32))
+    emptied = 0
+    for k, target in enumerate(targets):
+        margin = caption_margin(target, embeddings[k], reduce)
+        if margin is not None and margin <= 0:
+            maps[k] = 0.0
+            emptied += 1
+    return emptied
 
 
 def rechunk(
@@ -210,6 +239,7 @@ def generate_heatmaps(
     chunk_size: int,
     device: str,
     bf16: bool | Auto = False,
+    caption_gate: Literal["none", "mean", "max"] = "none",
     captions: CaptionTargets | None = None,
     progress: bool = True,
 ) -> Iterator[HeatmapChunk]:
@@ -230,6 +260,9 @@ def generate_heatmaps(
         device: "cpu", "cuda", "mps" or "auto".
         bf16: the CAM passes under bf16 autocast: True, False, or "auto" (where the device
             computes bf16 natively, `models.compute.plan_compute`).
+        caption_gate: "mean" / "max": a caption's map is emptied where the image fits the
+            caption no better than the mean / max of its contrasts (`empty_unfit_captions`);
+            "none": every map is kept.
         captions: the plan's caption embeddings (`caption_targets`); None: computed here.
         progress: a progress bar over the batches.
     """
@@ -250,7 +283,7 @@ def generate_heatmaps(
     n_plain = plain_contrast_rows(heatmap_plan, targets.plain_texts)
     total = len(heatmap_plan)
     metadata = heatmap_metadata(encoder, heatmap_plan, method, layer_name, shifts_px, contrast_caption, targets,
-                                use_bf16)
+                                use_bf16, caption_gate)
     logger.info("compute_heatmaps: %d heatmaps, written in chunks of %d (%.1f MB each as float16)",
                 total, chunk_size, chunk_size * size * size * 2 / 2**20)
     rows = list(heatmap_plan.itertuples(index=False))
@@ -259,11 +292,18 @@ def generate_heatmaps(
         bf16=use_bf16,
     ) as explainer:
 
+        emptied = 0
+
         def batches() -> Iterator[np.ndarray]:
+            nonlocal emptied
             for start in progress_bar(range(0, total, batch_size), desc=f"{method} heatmaps", unit="batch", disable=not progress):
                 batch = rows[start : start + batch_size]
                 pixels = torch.stack([images(paths[row.image_id]) for row in batch])
-                yield explainer.explain_batch(pixels, [targets(row) for row in batch])
+                batch_targets = [targets(row) for row in batch]
+                maps = explainer.explain_batch(pixels, batch_targets)
+                if caption_gate != "none":
+                    emptied += empty_unfit_captions(maps, explainer.model, pixels, batch_targets, caption_gate)
+                yield maps
 
         yield from rechunk(batches(), chunk_size, total, metadata)
     logger.info(
@@ -271,6 +311,9 @@ def generate_heatmaps(
         total, method, layer_name, len(explainer.shifts), "bf16 autocast" if use_bf16 else "float32",
         heatmap_plan["image_id"].nunique(),
     )
+    if caption_gate != "none":
+        logger.info("%d caption heatmap(s) emptied: the image fits the caption no better than the %s of its contrasts "
+                    "(explainability.caption_gate)", emptied, caption_gate)
     if n_plain:
         logger.info(
             "%d caption heatmap(s) whose caption is the contrast caption %r used the plain similarity",

@@ -8,7 +8,8 @@ the scalar whose gradient Grad-CAM follows, as in pytorch-grad-cam's `model_targ
   findings the caption does not name): what the caption says beyond what other findings share;
 - `caption_target(row, text_embeddings, contrast_embedding)`: the target of one caption row
   of the heatmap plan (its contrast set, if any, is in the row), and `caption_texts(plan)`:
-  every text those targets embed;
+  every text those targets embed; `caption_margin(target, i, reduce)`: how much better the
+  image fits the caption than its contrasts (the caption gate of explain/generate.py);
 - `HeadTarget(heatmap_model, w)`: a regression head's probability on `i` (image-only head),
   on `i - w` (residual_1) or on `f(i) - w` (residual_2), `w` being *this image's* phenotype
   sentence embedding.
@@ -79,6 +80,7 @@ class SimilarityTarget:
                 raise ValueError(f"{label or 'a caption'} embeds like the contrast caption: nothing to explain")
         self.text_embedding = vector
         self.label = label
+        self.has_contrast = contrast_embedding is not None
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
         text = self.text_embedding.to(device=model_output.device, dtype=model_output.dtype)
@@ -130,6 +132,22 @@ class ContrastSetTarget:
 
     def __repr__(self) -> str:
         return f"ContrastSetTarget({self.label!r}, {self.reduce} of {len(self.contrast_embeddings)})"
+
+
+def caption_margin(target: Target, embedding: torch.Tensor, reduce: Literal["mean", "max"]) -> float | None:
+    """How much better one image's normalised embedding fits a caption than the caption's
+    contrasts: sim(caption) minus the mean or max of the similarities to the contrast set
+    (`ContrastSetTarget`), or minus the similarity to the contrast caption (a
+    `SimilarityTarget` made with one). None for a target without contrasts (a plain caption,
+    a head): nothing to compare it with."""
+    if isinstance(target, ContrastSetTarget):
+        embedding = embedding.float()
+        others = target.contrast_embeddings.to(embedding.device) @ embedding
+        own = target.text_embedding.to(embedding.device) @ embedding
+        return float(own - (others.mean() if reduce == "mean" else others.max()))
+    if isinstance(target, SimilarityTarget) and target.has_contrast:
+        return float(target(embedding.float()))
+    return None
 
 
 def _unit(vector: torch.Tensor, label: str) -> torch.Tensor:

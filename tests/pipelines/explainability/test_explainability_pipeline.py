@@ -43,6 +43,7 @@ OVERRIDES = {
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 100, "confidence": 0.95},
     "shift_smoothing_px": [0],
     "bf16": False,
+    "caption_gate": "none",
     "contrast_caption": None,
 }
 HEIGHT, WIDTH = 40, 48  # not square: the padding must be undone
@@ -268,6 +269,46 @@ def test_bf16_reaches_the_maps_and_the_metrics(study: dict, params: dict) -> Non
     assert not np.array_equal(_maps(bf16["heatmaps"]), _maps(float32["heatmaps"]))
     with pytest.raises(ParameterError, match="bf16"):
         _run(study["inputs"], {**one, "bf16": "sometimes"})
+
+
+def test_the_caption_gate_empties_maps_and_is_recorded(study: dict, params: dict) -> None:
+    # OVERRIDES keep every map (caption_gate none). A caption's map is emptied exactly where the image fits it no better than its contrast
+    # (margins recomputed here from the same embeddings); the other maps are unchanged, and the
+    # contrast phrase's own rows have nothing to be compared with. Two contrast phrases, so
+    # that both outcomes occur on this tiny encoder.
+    import torch
+
+    from medclip_residuals.explain.generate import ImageCache, PlanTargets
+    from medclip_residuals.explain.heatmap_model import ImageEmbeddingModel
+    from medclip_residuals.explain.targets import caption_margin
+
+    encoder, manifest = study["inputs"]["medclip_encoder"], study["inputs"]["image_manifest"]
+    paths = dict(zip(manifest["image_id"], manifest["image_path"]))
+    images, embed = ImageCache(int(encoder.image_size)), ImageEmbeddingModel(encoder.vision_model).eval()
+    outcomes = set()
+    for contrast in (CAPTIONS[1], "the lungs are clear"):
+        one = {**params, "method": "hirescam", "heads": [], "contrast_caption": contrast}
+        kept = _run(study["inputs"], one)
+        gated = _run(study["inputs"], {**one, "caption_gate": "mean"})
+        assert kept["explainability_metrics"]["caption_gate"] == "none"
+        assert gated["heatmaps"].metadata["caption_gate"] == gated["explainability_metrics"]["caption_gate"] == "mean"
+        plan = gated["heatmap_plan"].reset_index(drop=True)
+        targets = PlanTargets(encoder, plan, {}, {}, contrast, torch.device("cpu"))
+        expected = []
+        for row in plan.itertuples(index=False):
+            with torch.no_grad():
+                embedding = embed(images(paths[row.image_id])[None])[0]
+            margin = caption_margin(targets(row), embedding, "mean")
+            expected.append(margin is not None and margin <= 0)
+        before, after = _maps(kept["heatmaps"]), _maps(gated["heatmaps"])
+        empty = after.reshape(len(after), -1).max(axis=1) == 0
+        np.testing.assert_array_equal(empty, expected)
+        np.testing.assert_array_equal(after[~empty], before[~empty])
+        assert not empty[(plan["text"] == contrast).to_numpy()].any()
+        outcomes.update(empty.tolist())
+    assert outcomes == {True, False}
+    with pytest.raises(ParameterError, match="caption_gate"):
+        _run(study["inputs"], {**one, "caption_gate": "median"})
 
 
 def test_unknown_layer_lists_the_valid_ones(study: dict, params: dict) -> None:

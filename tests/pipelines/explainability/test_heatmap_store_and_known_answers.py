@@ -35,7 +35,7 @@ OVERRIDES = {
     "include_report_captions": True, "heads": ["image"], "head_images": "localized", "batch_size": 4,
     "chunk_size": 3, "grid": {"sample_size": 2},
     "scoring": {"hit_tolerance_px": 0, "floor_sigma_fraction": 0.25, "n_resamples": 50, "confidence": 0.95},
-    "shift_smoothing_px": [0], "bf16": False, "contrast_caption": None,
+    "shift_smoothing_px": [0], "bf16": False, "caption_gate": "none", "contrast_caption": None,
     "grounding": {"finding_prompt_images": "none", "distractors_per_image": 0},  # the grounding prompts: tests/explain
 }
 # where each image's bright square lies (rows, cols), in a 32 x 32 image: no padding, no resize

@@ -92,7 +92,7 @@ def compute_heatmaps(
         w_by_image=w_by_image(phenotype_sentence_embeddings),
         method=p.method, target_layer=p.target_layer, shifts_px=p.shift_smoothing_px,
         contrast_caption=p.contrast_caption, batch_size=p.batch_size, chunk_size=p.chunk_size, device=device,
-        bf16=p.bf16,
+        bf16=p.bf16, caption_gate=p.caption_gate,
     )
 
 

@@ -41,6 +41,7 @@ class ExplainabilityParams(Parameters):
     target_layer: str | tuple[str, ...]
     shift_smoothing_px: tuple[int, ...]
     bf16: bool | Literal["auto"]
+    caption_gate: Literal["none", "mean", "max"]
     captions: tuple[str, ...]
     contrast_caption: str | None
     contrast_findings: ContrastFindings
