@@ -53,8 +53,11 @@ def test_grid_shows_two_findings_side_by_side_and_the_slide_captions(tmp_path: P
         found = FINDINGS[row.image_id]
         top, left, bottom, right = BOXES[found[0]] if found else (0, 0, 2, 2)
         maps[row.row, top:bottom, left:right] = 1.0
+    rows, n_paired = grid_rows(plan, localized_findings(localizations), two_finding_images=5, sample_size=2, seed=0)
+    emptied = rows[3][1][1][1]  # o0's effusion phrase: a map the caption gate left empty
+    maps[emptied] = 0.0
     source = ArrayHeatmaps(maps, {"image_id": plan["image_id"].tolist(), "target_id": plan["target_id"].tolist(),
-                                  "method": "hirescam", "target_layer": "a layer"})
+                                  "method": "hirescam", "target_layer": "a layer", "caption_gate": "mean"})
     scores = score_plan(source, plan, manifest, localizations, scoring=params.scoring, regions=params.regions,
                         chunk_size=8)
 
@@ -76,3 +79,7 @@ def test_grid_shows_two_findings_side_by_side_and_the_slide_captions(tmp_path: P
     assert labels[1] == labels[2] == "max in: Pneumonia"
     assert labels[4 * 3 + 1] == "max in: Lung Lesion"  # o0: the pneumonia caption's map lies on the lesion
     assert figure.axes[1].get_title() == "there is a nodule"
+    # the empty map: no maximum to mark or to name; the title says why maps can be empty
+    assert labels[4 * 3 + 2] == "max in: no region" and not figure.axes[4 * 3 + 2].lines
+    assert len(figure.axes[4 * 3 + 1].lines) == 1
+    assert "empty: the image fits the caption no better than the mean of its contrasts" in figure._suptitle.get_text()

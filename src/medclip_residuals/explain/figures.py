@@ -32,7 +32,7 @@ from medclip_residuals.explain.plan import (
     localized_findings,
     sample_images,
 )
-from medclip_residuals.explain.scoring import finding_regions
+from medclip_residuals.explain.scoring import finding_regions, peak_position
 from medclip_residuals.explain.smoothing import shift_grid
 
 # one colour per finding, in CheXpert order of the findings on the figure
@@ -64,9 +64,11 @@ def _suptitle(metadata: dict, contrast_findings: str) -> str:
         target += f", minus the {contrast_findings} of the other findings' prompts"
     shifts = list(metadata.get("shift_smoothing_px", [0]))
     smoothing = f", mean of {len(shift_grid(shifts))} shifted copies" if shifts != [0] else ""
+    gate = metadata.get("caption_gate", "none")
+    empty = f"; empty: the image fits the caption no better than the {gate} of its contrasts" if gate != "none" else ""
     return (
         f"Caption heatmaps ({metadata.get('method', '')} on {metadata.get('target_layer', '')}{smoothing}{target});\n"
-        "outlines: solid = the finding the caption names, dashed = another finding; +: maximum"
+        f"outlines: solid = the finding the caption names, dashed = another finding; +: maximum{empty}"
     )
 
 
@@ -212,8 +214,9 @@ def _draw_map(
         return
     original = heatmap_to_original(source.rows([row])[0].astype(np.float32), image.shape)  # random access: one map
     axis.imshow(original, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-    peak = np.unravel_index(int(np.argmax(original)), image.shape)
-    axis.plot(peak[1], peak[0], "w+", markersize=10, markeredgewidth=2)
+    peak = peak_position(original)
+    if peak is not None:  # an empty map (the caption gate's "not here") has no maximum to mark
+        axis.plot(peak[1], peak[0], "w+", markersize=10, markeredgewidth=2)
     _outline(axis, regions, colours, named)
     axis.set_title(short_title(title, width=34), fontsize=7)
     axis.set_xlabel(_peak_label(heatmap_scores, row), fontsize=7)
