@@ -124,10 +124,14 @@ class ContrastSetTarget:
         self.label = label
 
     def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
+        return self.margin(model_output, self.reduce)
+
+    def margin(self, model_output: torch.Tensor, reduce: Literal["mean", "max"]) -> torch.Tensor:
+        """sim(i, caption) minus the mean or max of sim(i, contrast_k), whatever `self.reduce`."""
         text = self.text_embedding.to(device=model_output.device, dtype=model_output.dtype)
         contrast = self.contrast_embeddings.to(device=model_output.device, dtype=model_output.dtype)
         others = model_output @ contrast.T  # (..., K)
-        subtracted = others.mean(dim=-1) if self.reduce == "mean" else others.max(dim=-1).values
+        subtracted = others.mean(dim=-1) if reduce == "mean" else others.max(dim=-1).values
         return (model_output * text).sum(dim=-1) - subtracted
 
     def __repr__(self) -> str:
@@ -141,10 +145,7 @@ def caption_margin(target: Target, embedding: torch.Tensor, reduce: Literal["mea
     `SimilarityTarget` made with one). None for a target without contrasts (a plain caption,
     a head): nothing to compare it with."""
     if isinstance(target, ContrastSetTarget):
-        embedding = embedding.float()
-        others = target.contrast_embeddings.to(embedding.device) @ embedding
-        own = target.text_embedding.to(embedding.device) @ embedding
-        return float(own - (others.mean() if reduce == "mean" else others.max()))
+        return float(target.margin(embedding.float(), reduce))
     if isinstance(target, SimilarityTarget) and target.has_contrast:
         return float(target(embedding.float()))
     return None
